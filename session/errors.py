@@ -1,0 +1,41 @@
+"""Errors the session raises, each with a stable ``code`` the server can forward."""
+
+from __future__ import annotations
+
+
+class SessionError(Exception):
+    """Base class; ``code`` names the kind of problem for machines."""
+
+    code = "internal"
+
+
+class NotFound(SessionError):
+    code = "not_found"
+
+
+class PathOutsideRoot(SessionError):
+    code = "forbidden"
+
+
+class ExperimentError(SessionError):
+    """An experiment file is invalid, cannot compile, or cannot be imported."""
+
+    code = "experiment_error"
+
+
+class Conflict(SessionError):
+    """The request does not fit the current state (e.g. pause when nothing runs)."""
+
+    code = "conflict"
+
+
+class Busy(SessionError):
+    """Another run is in progress."""
+
+    code = "busy"
+
+
+class WrongThread(SessionError):
+    """A window operation was called off the main thread."""
+
+    code = "internal"

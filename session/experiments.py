@@ -1,0 +1,278 @@
+"""Find, validate, compile and load experiments under a session root.
+
+Discovery reads files without importing them: ``.psyexp`` files are parsed
+as XML and Builder-style ``.py`` scripts with :mod:`ast`, so a broken or
+malicious script cannot run code just by being listed. Loading imports a
+script by file path under a private module name, so an experiment can never
+shadow (or be shadowed by) an installed package; names that would shadow one
+once the experiment folder is on ``sys.path`` are refused all the same.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import os
+import sys
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .errors import ExperimentError, NotFound, PathOutsideRoot
+
+BUILDER_FUNCTIONS = ("setupData", "run")
+OPTIONAL_FUNCTIONS = ("setupWindow", "setupDevices", "saveData", "endExperiment", "pauseExperiment")
+SKIP_DIRS = {"__pycache__", "data", "node_modules", "site-packages", "venv", "env"}
+MAX_FILES = 5000
+
+
+@dataclass(slots=True)
+class Experiment:
+    """An experiment registered under ``key``; ``module`` is set once loaded."""
+
+    key: str
+    path: Path
+    kind: str  # "psyexp" or "py"
+    exp_info: dict[str, Any] = field(default_factory=dict)
+    module: ModuleType | None = None
+    script: Path | None = None
+    digest: str = ""
+
+    def describe(self, root: Path) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "path": self.path.relative_to(root).as_posix(),
+            "kind": self.kind,
+            "exp_info": dict(self.exp_info),
+        }
+
+
+def resolve_inside(root: Path, path: str | os.PathLike) -> Path:
+    """Resolve ``path`` (relative to ``root`` or absolute) and insist it lies inside."""
+    root = root.resolve()
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        candidate = root / candidate
+    resolved = candidate.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise PathOutsideRoot(f"{path!s} is outside the session root {root}")
+    return resolved
+
+
+def strip_pipe(key: str) -> str:
+    """Builder marks expInfo keys like ``'date|hid'``; the data use ``'date'``."""
+    return key.split("|", 1)[0]
+
+
+def shadowed_module(name: str) -> str | None:
+    """Return the installed module ``name`` would shadow on ``sys.path``, if any."""
+    if not name.isidentifier():
+        return None
+    if name in sys.stdlib_module_names or name in sys.builtin_module_names:
+        return name
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return name if spec is not None else None
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --- reading without importing -------------------------------------------------
+
+def _literal_dict(node: ast.AST) -> dict[str, Any]:
+    """Keys of a dict literal whose values are literals; other values become None."""
+    result: dict[str, Any] = {}
+    if not isinstance(node, ast.Dict):
+        return result
+    for key_node, value_node in zip(node.keys, node.values):
+        if not isinstance(key_node, ast.Constant) or not isinstance(key_node.value, str):
+            continue
+        try:
+            value = ast.literal_eval(value_node)
+        except (ValueError, SyntaxError, TypeError):
+            value = None
+        result[key_node.value] = value
+    return result
+
+
+def inspect_script(path: Path) -> dict[str, Any] | None:
+    """Return expInfo defaults if ``path`` looks like a Builder-style script, else None."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (SyntaxError, UnicodeDecodeError, OSError):
+        return None
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    if not all(name in functions for name in BUILDER_FUNCTIONS):
+        return None
+    exp_info: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "expInfo" for t in node.targets
+        ):
+            exp_info = _literal_dict(node.value)
+    return {strip_pipe(k): v for k, v in exp_info.items()}
+
+
+def inspect_psyexp(path: Path) -> dict[str, Any]:
+    """expInfo defaults from a ``.psyexp`` file's settings, parsed as XML."""
+    try:
+        tree = ET.parse(path)
+    except (ET.ParseError, OSError) as exc:
+        raise ExperimentError(f"{path.name} is not a readable .psyexp file: {exc}") from exc
+    if tree.getroot().tag != "PsychoPy2experiment":
+        raise ExperimentError(f"{path.name} is not a PsychoPy Builder experiment")
+    for param in tree.getroot().iter("Param"):
+        if param.get("name") == "Experiment info":
+            try:
+                node = ast.parse(param.get("val", "{}"), mode="eval").body
+            except SyntaxError:
+                return {}
+            if isinstance(node, (ast.List, ast.Tuple)):  # newer files: [[key, value], ...]
+                pairs = {}
+                for item in node.elts:
+                    try:
+                        k, v = ast.literal_eval(item)
+                    except (ValueError, SyntaxError, TypeError):
+                        continue
+                    pairs[str(k)] = v
+                return {strip_pipe(k): v for k, v in pairs.items()}
+            return {strip_pipe(k): v for k, v in _literal_dict(node).items()}
+    return {}
+
+
+def discover(root: Path) -> list[Experiment]:
+    """Every experiment under ``root``, keyed by file stem (or relative path if stems clash)."""
+    root = root.resolve()
+    found: list[tuple[Path, str, dict[str, Any]]] = []
+    seen = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS
+        )
+        folder = Path(dirpath)
+        psyexp_stems = {Path(f).stem for f in filenames if f.endswith(".psyexp")}
+        for name in sorted(filenames):
+            seen += 1
+            if seen > MAX_FILES:
+                break
+            path = folder / name
+            if name.endswith(".psyexp"):
+                try:
+                    found.append((path, "psyexp", inspect_psyexp(path)))
+                except ExperimentError:
+                    continue
+            elif name.endswith(".py") and not name.startswith("_"):
+                if path.stem in psyexp_stems:  # Builder's own compiled copy
+                    continue
+                info = inspect_script(path)
+                if info is not None:
+                    found.append((path, "py", info))
+    stems = [p.stem for p, _, _ in found]
+    experiments = []
+    for path, kind, info in found:
+        key = path.stem if stems.count(path.stem) == 1 else path.relative_to(root).with_suffix("").as_posix()
+        experiments.append(Experiment(key=key, path=path, kind=kind, exp_info=info))
+    return experiments
+
+
+def make_experiment(root: Path, path: str | os.PathLike, key: str | None = None) -> Experiment:
+    """Validate one experiment file under ``root`` and describe it (no import)."""
+    resolved = resolve_inside(root, path)
+    if not resolved.is_file():
+        raise NotFound(f"no experiment file at {path!s}")
+    if resolved.suffix == ".psyexp":
+        kind, info = "psyexp", inspect_psyexp(resolved)
+    elif resolved.suffix == ".py":
+        info = inspect_script(resolved)
+        if info is None:
+            raise ExperimentError(
+                f"{resolved.name} is not a Builder-style script: it must define "
+                + " and ".join(f"{name}()" for name in BUILDER_FUNCTIONS)
+            )
+        kind = "py"
+    else:
+        raise ExperimentError(f"{resolved.name}: experiments are .psyexp or .py files")
+    key = key or resolved.stem
+    if not key or any(c in key for c in "\\\0") or key.startswith("/"):
+        raise ExperimentError(f"invalid experiment key {key!r}")
+    return Experiment(key=key, path=resolved, kind=kind, exp_info=info)
+
+
+# --- compiling and loading ----------------------------------------------------
+
+_compile_lock = threading.Lock()
+
+
+def compile_psyexp(path: Path, cache_dir: Path) -> Path:
+    """Compile a ``.psyexp`` to a script in ``cache_dir``; reuse it while the file is unchanged."""
+    digest = file_digest(path)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    script = cache_dir / f"{path.stem}_{digest[:16]}.py"
+    if script.is_file():
+        return script
+    with _compile_lock:
+        from psychopy import experiment as builder  # heavy: import only when compiling
+
+        exp = builder.Experiment()
+        try:
+            exp.loadFromXML(str(path))
+            exp.settings.params["Use version"].val = ""
+            code = exp.writeScript(target="PsychoPy")
+        except Exception as exc:  # Builder raises many kinds of errors
+            raise ExperimentError(f"could not compile {path.name}: {exc}") from exc
+        tmp = script.with_suffix(".tmp")
+        tmp.write_text(code, encoding="utf-8")
+        tmp.replace(script)
+    for stale in cache_dir.glob(f"{path.stem}_*.py"):
+        if stale != script:
+            stale.unlink(missing_ok=True)
+    return script
+
+
+def load_module(experiment: Experiment, cache_dir: Path) -> ModuleType:
+    """Import the experiment's script under a private name; recompile only if it changed."""
+    clash = shadowed_module(experiment.path.stem)
+    if clash:
+        raise ExperimentError(
+            f"experiment file {experiment.path.name} is named like the installed module "
+            f"'{clash}'; rename it so imports keep working"
+        )
+    script = compile_psyexp(experiment.path, cache_dir) if experiment.kind == "psyexp" else experiment.path
+    digest = file_digest(script)
+    if experiment.module is not None and digest == experiment.digest:
+        return experiment.module
+    folder = str(experiment.path.parent)
+    if folder not in sys.path:
+        sys.path.append(folder)  # appended: helpers next to it work, installed packages win
+    name = "liaison_experiment_" + hashlib.sha1(str(experiment.path).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, script)
+    if spec is None or spec.loader is None:
+        raise ExperimentError(f"cannot import {script}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise ExperimentError(f"importing {experiment.path.name} failed: {type(exc).__name__}: {exc}") from exc
+    missing = [fn for fn in BUILDER_FUNCTIONS if not callable(getattr(module, fn, None))]
+    if missing:
+        raise ExperimentError(f"{experiment.path.name} lacks {', '.join(missing)}")
+    # Builder chdirs to _thisDir and opens conditions files relative to it.
+    module._thisDir = folder
+    experiment.module, experiment.script, experiment.digest = module, script, digest
+    return module
+
+
+def defaults_from_module(module: ModuleType) -> dict[str, Any]:
+    """A fresh copy of the module's expInfo with Builder's ``|`` flags removed."""
+    raw = getattr(module, "expInfo", None) or {}
+    return {strip_pipe(k): v for k, v in dict(raw).items()}

@@ -1,0 +1,663 @@
+"""The Session: runs PsychoPy experiments one after another in one window.
+
+Threading contract: :meth:`Session.run`, :meth:`Session.setup_window` and
+:meth:`Session.serve_forever` belong to the main thread (the window's
+thread). Every other public method is safe from any thread; commands that
+touch a running experiment are applied by the experiment's own thread at its
+next frame (see :mod:`session.control`) and return a Future.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import control
+from .builder_shim import BuilderSessionShim
+from .errors import Busy, Conflict, NotFound, WrongThread
+from .events import (
+    Annotated, DataAdded, DataRows, Event, ExperimentAdded, ExpInfoChanged, Publisher, RunFailed,
+    RunFinished, RunPaused, RunResumed, RunStarted, RunStopping, StatusChanged, TrialsChanged,
+)
+from .experiments import Experiment, defaults_from_module, discover, load_module, make_experiment
+from .gcguard import GcGuard
+from .mainloop import MainThreadQueue
+from .window import WindowHost, WindowParams
+
+IDLE, STARTING, RUNNING, PAUSED, STOPPING = "idle", "starting", "running", "paused", "stopping"
+
+
+@dataclass
+class RunTicket:
+    """A run that has been accepted and waits for the main thread."""
+
+    run_id: str
+    key: str
+    exp_info: dict[str, Any]
+    seed: int | None
+    stop_requested: bool = False
+
+
+@dataclass
+class ActiveRun:
+    """What the session knows about the run in progress."""
+
+    ticket: RunTicket
+    data_dir: Path
+    exp_info: dict[str, Any]
+    this_exp: Any = None
+    published_rows: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    key: str
+    outcome: str  # completed | stopped | failed
+    data_dir: Path
+    data_files: list[str]
+    rows: int
+    exp_info: dict[str, Any]
+    seed: int
+    duration: float
+    gc_max_pause: float
+    error: str | None = None
+    traceback: str | None = None
+
+
+def new_run_id(key: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in key)[:40]
+    return f"{datetime.now():%Y%m%dT%H%M%S}-{safe}-{secrets.token_hex(3)}"
+
+
+def plain_rows(rows: list[dict]) -> list[dict]:
+    """Shallow copies: PsychoPy may still write to a row dict after we publish it."""
+    return [dict(row) for row in rows]
+
+
+class Session:
+    """Host for PsychoPy experiments found under ``root``; see module docstring."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        data_dir: str | os.PathLike | None = None,
+        window: WindowParams | dict | None = None,
+        params: dict[str, Any] | None = None,
+        rest_message: str = "Please wait for the experimenter",
+        publisher: Publisher | None = None,
+        discover_experiments: bool = True,
+        open_window: bool = True,
+    ) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise NotFound(f"session root {self.root} is not a folder")
+        self.data_dir = Path(data_dir).resolve() if data_dir else self.root / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir = self.data_dir / ".compiled"
+        self.events = publisher or Publisher()
+        self.queue = MainThreadQueue()
+        self.params: dict[str, Any] = dict(params or {})
+        if isinstance(window, dict):
+            window = WindowParams.from_dict(window)
+        self.windows = WindowHost(window, rest_message)
+        self.experiments: dict[str, Experiment] = {}
+        self.runs: list[RunResult] = []
+        self._lock = threading.RLock()
+        self._status = IDLE
+        self._ticket: RunTicket | None = None
+        self._active: ActiveRun | None = None
+        self._shim = BuilderSessionShim(self)
+        self._started_at = time.monotonic()
+        self._log_file = None
+        self._open_log()
+        if discover_experiments:
+            for experiment in discover(self.root):
+                self._register(experiment)
+        if open_window:
+            self.setup_window()
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop any run, close the window and flush logs (main thread)."""
+        if self._current_ticket() is not None:
+            try:
+                self.stop()
+            except Conflict:
+                pass
+        self.windows.close()
+        if self._log_file is not None:
+            from psychopy import logging
+
+            logging.flush()
+            logging.root.removeTarget(self._log_file)
+            self._log_file = None
+
+    def _open_log(self) -> None:
+        from psychopy import logging
+
+        self._log_file = logging.LogFile(str(self.data_dir / "session.log"), level=logging.INFO, filemode="a")
+
+    def time(self) -> float:
+        """Seconds since the session started (the session clock)."""
+        return time.monotonic() - self._started_at
+
+    # --- status ----------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    def _current_ticket(self) -> RunTicket | None:
+        active = self._active
+        return active.ticket if active is not None else self._ticket
+
+    def _set_status(self, status: str) -> None:
+        self._status = status
+        ticket = self._current_ticket()
+        self.events.publish(StatusChanged(
+            status=status,
+            run_id=ticket.run_id if ticket and status != IDLE else None,
+            key=ticket.key if ticket and status != IDLE else None,
+        ))
+
+    def state(self) -> dict[str, Any]:
+        """A snapshot for clients that just connected."""
+        with self._lock:
+            active = self._active
+            return {
+                "status": self._status,
+                "run_id": active.ticket.run_id if active else (self._ticket.run_id if self._ticket else None),
+                "key": active.ticket.key if active else (self._ticket.key if self._ticket else None),
+                "exp_info": dict(active.exp_info) if active else dict(self.params),
+                "rows": active.published_rows if active else 0,
+                "experiments": self.list_experiments(),
+                "window": self.windows.describe(),
+                "session_time": self.time(),
+                "last_seq": self.events.last_seq,
+                "runs": [self._describe_result(r) for r in self.runs[-50:]],
+            }
+
+    # --- experiments -------------------------------------------------------------
+
+    def _register(self, experiment: Experiment) -> None:
+        self.experiments[experiment.key] = experiment
+        self.events.publish(ExperimentAdded(
+            key=experiment.key, path=experiment.path.relative_to(self.root).as_posix(),
+            kind=experiment.kind, exp_info=dict(experiment.exp_info),
+        ))
+
+    def list_experiments(self) -> list[dict[str, Any]]:
+        return [e.describe(self.root) for e in list(self.experiments.values())]
+
+    def add_experiment(self, path: str | os.PathLike, key: str | None = None, *, load: bool = True) -> dict[str, Any]:
+        """Register an experiment file under ``root``; with ``load``, compile and import it now.
+
+        Loading imports Builder code, so call it on the main thread (the
+        worker queues it there) while no run is in progress.
+        """
+        experiment = make_experiment(self.root, path, key)
+        existing = self.experiments.get(experiment.key)
+        if existing is not None and existing.path != experiment.path:
+            raise Conflict(f"key {experiment.key!r} is already used by {existing.path.relative_to(self.root)}")
+        if load:
+            module = load_module(experiment, self.cache_dir)
+            experiment.exp_info = defaults_from_module(module)
+        self._register(experiment)
+        return experiment.describe(self.root)
+
+    def experiment(self, key: str) -> Experiment:
+        try:
+            return self.experiments[key]
+        except KeyError:
+            known = ", ".join(sorted(self.experiments)) or "none"
+            raise NotFound(f"no experiment with key {key!r} (known: {known})") from None
+
+    def exp_info_defaults(self, key: str) -> dict[str, Any]:
+        """The expInfo a run of ``key`` starts from: experiment defaults, then session params."""
+        experiment = self.experiment(key)
+        defaults = defaults_from_module(experiment.module) if experiment.module else dict(experiment.exp_info)
+        for name in defaults:
+            if name in self.params:
+                defaults[name] = self.params[name]
+        return defaults
+
+    # --- window ----------------------------------------------------------------
+
+    def _require_main(self, what: str) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise WrongThread(f"{what} must be called on the main thread (use session.queue)")
+
+    def setup_window(self, params: WindowParams | dict | None = None) -> dict[str, Any]:
+        """Open the window or change its parameters (main thread, between runs)."""
+        self._require_main("setup_window")
+        if self._active is not None:
+            raise Busy("cannot change the window while an experiment runs")
+        if isinstance(params, dict):
+            params = self.windows.params.updated(params)
+        self.windows.ensure(params)
+        self.windows.show_rest()
+        return self.windows.describe()
+
+    # --- running ------------------------------------------------------------------
+
+    def prepare_run(self, key: str, exp_info: dict[str, Any] | None = None, *,
+                    seed: int | None = None, run_id: str | None = None) -> RunTicket:
+        """Accept a run (any thread): checks the key and that nothing else runs."""
+        self.experiment(key)
+        if exp_info is not None and not isinstance(exp_info, dict):
+            raise TypeError("exp_info must be a dict")
+        with self._lock:
+            if self._ticket is not None or self._active is not None:
+                current = (self._active.ticket if self._active else self._ticket)
+                raise Busy(f"run {current.run_id} ({current.key}) is in progress")
+            self._ticket = RunTicket(run_id or new_run_id(key), key, dict(exp_info or {}), seed)
+            self._set_status(STARTING)
+            return self._ticket
+
+    def run(self, key: str, exp_info: dict[str, Any] | None = None, *, seed: int | None = None) -> RunResult:
+        """Run an experiment to its end on this (main) thread and return what happened."""
+        return self.execute(self.prepare_run(key, exp_info, seed=seed))
+
+    def execute(self, ticket: RunTicket) -> RunResult:
+        """Run an accepted ticket (main thread). Failures become a ``failed`` result, not an exception."""
+        self._require_main("run")
+        if self._ticket is not ticket:
+            raise Conflict("this run ticket is not the pending one")
+        from psychopy import core, logging
+
+        key = ticket.key
+        data_dir = self.data_dir / "runs" / ticket.run_id
+        data_dir.mkdir(parents=True, exist_ok=True)
+        seed = ticket.seed if ticket.seed is not None else secrets.randbits(32)
+        active = ActiveRun(ticket=ticket, data_dir=data_dir, exp_info={})
+        run_log = logging.LogFile(str(data_dir / "run.log"), level=logging.EXP, filemode="w")
+        guard = GcGuard()
+        outcome, error, tb = "completed", None, None
+        module = None
+        old_cwd = os.getcwd()
+        try:
+            if ticket.stop_requested:
+                raise _StoppedBeforeStart()
+            experiment = self.experiment(key)
+            module = load_module(experiment, self.cache_dir)
+            exp_info = self._build_exp_info(module, ticket.exp_info)
+            active.exp_info = exp_info
+            random.seed(seed)
+            import numpy
+
+            numpy.random.seed(seed % 2**32)
+            this_exp = module.setupData(expInfo=exp_info, dataDir=str(data_dir))
+            this_exp.name = key
+            active.this_exp = control.adopt(this_exp)
+            with self._lock:
+                self._active = active
+            win = self.windows.prepare_for_run()
+            if callable(getattr(module, "setupWindow", None)):
+                win = module.setupWindow(expInfo=exp_info, win=win)
+            if callable(getattr(module, "setupDevices", None)):
+                module.setupDevices(expInfo=exp_info, thisExp=this_exp, win=win)
+            self.events.publish(RunStarted(
+                run_id=ticket.run_id, key=key, exp_info=dict(exp_info), data_dir=str(data_dir),
+            ))
+            with self._lock:
+                if ticket.stop_requested:
+                    raise _StoppedBeforeStart()
+                self._ticket = None
+                self._set_status(RUNNING)
+            logging.exp(f"liaison: run {ticket.run_id} of {key} starting, expInfo={exp_info}")
+            with guard:
+                module.run(expInfo=exp_info, thisExp=this_exp, win=win,
+                           globalClock=core.Clock(), thisSession=self._shim)
+        except _StoppedBeforeStart:
+            outcome = "stopped"
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - an experiment may raise anything
+            outcome, error = "failed", f"{type(exc).__name__}: {exc}"
+            tb = traceback.format_exc()
+            if isinstance(exc, SystemExit):  # core.quit() inside an experiment
+                outcome, error, tb = ("stopped" if ticket.stop_requested else "completed"), None, None
+        finally:
+            os.chdir(old_cwd)
+        if outcome == "completed" and ticket.stop_requested:
+            outcome = "stopped"
+        result = self._finish(active, module, outcome, error, tb, seed, guard, run_log)
+        return result
+
+    def _build_exp_info(self, module, overrides: dict[str, Any]) -> dict[str, Any]:
+        from psychopy import data
+
+        exp_info = defaults_from_module(module)
+        for name in exp_info:
+            if name in self.params:
+                exp_info[name] = self.params[name]
+        exp_info.update(overrides)
+        exp_info["date"] = data.getDateStr()
+        if hasattr(module, "expName"):
+            exp_info["expName"] = module.expName
+        return exp_info
+
+    def _finish(self, active: ActiveRun, module, outcome: str, error: str | None, tb: str | None,
+                seed: int, guard: GcGuard, run_log) -> RunResult:
+        from psychopy import logging
+
+        ticket = active.ticket
+        this_exp = active.this_exp
+        with self._lock:
+            self._active = None
+            self._ticket = None
+        if this_exp is not None:
+            control.cancel_pending(this_exp, Conflict(f"run {ticket.run_id} has ended"))
+            control.release(this_exp)
+            self._publish_rows(active, include_partial=True)
+            try:
+                save = getattr(module, "saveData", None)
+                if callable(save):
+                    save(this_exp)
+                else:
+                    this_exp.saveAsWideText(this_exp.dataFileName + ".csv", delim="auto")
+            except Exception as exc:  # noqa: BLE001
+                if error is None:
+                    outcome, error, tb = "failed", f"saving data failed: {exc}", traceback.format_exc()
+            this_exp.abort()  # saved once; stop the atexit hook from saving copies
+        self.windows.after_run()
+        logging.exp(f"liaison: run {ticket.run_id} ended: {outcome}")
+        logging.flush()
+        logging.root.removeTarget(run_log)
+        files = sorted(
+            p.relative_to(active.data_dir).as_posix() for p in active.data_dir.rglob("*") if p.is_file()
+        )
+        result = RunResult(
+            run_id=ticket.run_id, key=ticket.key, outcome=outcome, data_dir=active.data_dir,
+            data_files=files, rows=active.published_rows, exp_info=dict(active.exp_info), seed=seed,
+            duration=time.perf_counter() - active.started, gc_max_pause=guard.max_pause,
+            error=error, traceback=tb,
+        )
+        self.runs.append(result)
+        if outcome == "failed":
+            self.events.publish(RunFailed(
+                run_id=ticket.run_id, key=ticket.key, error=error or "", traceback=tb or "",
+                rows=result.rows, data_files=files,
+            ))
+        else:
+            self.events.publish(RunFinished(
+                run_id=ticket.run_id, key=ticket.key, outcome=outcome, rows=result.rows,
+                data_files=files, duration=result.duration, gc_max_pause=result.gc_max_pause,
+            ))
+        self._set_status(IDLE)
+        GcGuard.collect_between_runs()
+        return result
+
+    @staticmethod
+    def _describe_result(result: RunResult) -> dict[str, Any]:
+        return {
+            "run_id": result.run_id, "key": result.key, "outcome": result.outcome,
+            "rows": result.rows, "data_files": result.data_files, "duration": result.duration,
+            "error": result.error,
+        }
+
+    # --- data streaming (main thread, called by Builder via the shim) --------------
+
+    def _publish_rows(self, active: ActiveRun, include_partial: bool = False) -> int:
+        this_exp = active.this_exp
+        entries = this_exp.entries
+        start = active.published_rows
+        rows = entries[start:]
+        if include_partial and this_exp.thisEntry:
+            rows = rows + [this_exp.thisEntry]
+        if not rows:
+            return 0
+        active.published_rows = start + len(rows)
+        self.events.publish(DataRows(
+            run_id=active.ticket.run_id, key=active.ticket.key, first_row=start, rows=plain_rows(rows),
+        ))
+        return len(rows)
+
+    def send_experiment_data(self) -> int:
+        """Publish rows completed since the last call; returns how many."""
+        active = self._active
+        if active is None or active.this_exp is None:
+            return 0
+        return self._publish_rows(active)
+
+    # --- control (any thread) ----------------------------------------------------
+
+    def _require_run(self, what: str) -> ActiveRun:
+        active = self._active
+        if active is None:
+            raise Conflict(f"cannot {what}: no experiment is running")
+        return active
+
+    def _on_frame(self, active: ActiveRun, fn) -> Future:
+        """Run ``fn(latency)`` on the experiment's thread at its next frame."""
+        if threading.current_thread() is threading.main_thread():
+            future: Future = Future()
+            try:
+                future.set_result(fn(0.0))
+            except Exception as exc:  # noqa: BLE001
+                future.set_exception(exc)
+            return future
+        return control.schedule(active.this_exp, fn)
+
+    def pause(self) -> Future:
+        """Pause the running experiment at its next frame; the future resolves when it has."""
+        from psychopy.constants import PAUSED as PSYCHOPY_PAUSED
+
+        with self._lock:
+            active = self._require_run("pause")
+            if self._status != RUNNING:
+                raise Conflict(f"cannot pause: the session is {self._status}")
+
+        def apply(latency: float) -> float:
+            if active.ticket.stop_requested:
+                raise Conflict("cannot pause: the run is stopping")
+            if self._status == PAUSED:
+                raise Conflict("the experiment is already paused")
+            active.this_exp.status = PSYCHOPY_PAUSED
+            self._set_status(PAUSED)
+            self.events.publish(RunPaused(run_id=active.ticket.run_id, key=active.ticket.key, latency=latency))
+            return latency
+
+        return self._on_frame(active, apply)
+
+    def resume(self) -> Future:
+        from psychopy.constants import STARTED
+
+        with self._lock:
+            active = self._require_run("resume")
+            if self._status != PAUSED:
+                raise Conflict(f"cannot resume: the session is {self._status}, not paused")
+
+        def apply(latency: float) -> float:
+            if active.ticket.stop_requested:
+                raise Conflict("cannot resume: the run is stopping")
+            if self._status != PAUSED:
+                raise Conflict("the experiment is not paused")
+            active.this_exp.status = STARTED
+            self._set_status(RUNNING)
+            self.events.publish(RunResumed(run_id=active.ticket.run_id, key=active.ticket.key, latency=latency))
+            return latency
+
+        return self._on_frame(active, apply)
+
+    def stop(self) -> Future:
+        """Ask the run to end at its next frame (or not to start); its data are saved."""
+        from psychopy.constants import FINISHED
+
+        with self._lock:
+            ticket = self._current_ticket()
+            if ticket is None:
+                raise Conflict("cannot stop: no experiment is running")
+            if ticket.stop_requested:
+                raise Conflict("the run is already stopping")
+            ticket.stop_requested = True
+            active = self._active
+            self._set_status(STOPPING)
+            self.events.publish(RunStopping(run_id=ticket.run_id, key=ticket.key))
+        if active is None:  # accepted but not started: it will end before running
+            done: Future = Future()
+            done.set_result(0.0)
+            return done
+
+        def apply(latency: float) -> float:
+            active.this_exp.status = FINISHED
+            return latency
+
+        return self._on_frame(active, apply)
+
+    # --- expInfo, data, annotations -------------------------------------------------
+
+    def get_exp_info(self) -> dict[str, Any]:
+        """The running run's expInfo, or (between runs) the session params for the next run."""
+        active = self._active
+        if active is not None:
+            return dict(active.exp_info)
+        return dict(self.params)
+
+    def update_exp_info(self, values: dict[str, Any]) -> Future:
+        """Change expInfo: live in the running experiment (next frame), else for future runs."""
+        if not isinstance(values, dict):
+            raise TypeError("exp_info values must be a dict")
+        values = dict(values)
+        active = self._active
+        if active is None or active.this_exp is None:
+            self.params.update(values)
+            self.events.publish(ExpInfoChanged(run_id=None, exp_info=dict(self.params)))
+            done: Future = Future()
+            done.set_result(dict(self.params))
+            return done
+
+        def apply(latency: float) -> dict[str, Any]:
+            active.exp_info.update(values)  # same dict as thisExp.extraInfo: later rows carry it
+            snapshot = dict(active.exp_info)
+            self.events.publish(ExpInfoChanged(run_id=active.ticket.run_id, exp_info=snapshot))
+            return snapshot
+
+        return self._on_frame(active, apply)
+
+    def set_exp_info_item(self, name: str, value: Any) -> Future:
+        return self.update_exp_info({name: value})
+
+    def add_data(self, name: str, value: Any) -> Future:
+        """Add a value to the current row of the running experiment's data."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("data column name must be a non-empty string")
+        active = self._require_run("add data")
+
+        def apply(latency: float) -> bool:
+            active.this_exp.addData(name, value)
+            self.events.publish(DataAdded(run_id=active.ticket.run_id, name=name, value=value))
+            return True
+
+        return self._on_frame(active, apply)
+
+    def annotate(self, text: str) -> Future:
+        """Note ``text`` in the log and, during a run, in the current row's ``notes``."""
+        from psychopy import logging
+
+        text = str(text)
+        active = self._active
+        if active is None or active.this_exp is None:
+            logging.exp(f"annotation: {text}")
+            self.events.publish(Annotated(run_id=None, text=text))
+            done: Future = Future()
+            done.set_result(True)
+            return done
+
+        def apply(latency: float) -> bool:
+            entry = active.this_exp.thisEntry
+            previous = entry.get("notes")
+            active.this_exp.addAnnotation(f"{previous} | {text}" if previous else text)
+            logging.exp(f"annotation: {text}")
+            self.events.publish(Annotated(run_id=active.ticket.run_id, text=text))
+            return True
+
+        return self._on_frame(active, apply)
+
+    # --- trials --------------------------------------------------------------------
+
+    @staticmethod
+    def _trial_dict(trial) -> dict[str, Any] | None:
+        if trial is None:
+            return None
+        if hasattr(trial, "getDict"):
+            return dict(trial.getDict())
+        return dict(trial) if isinstance(trial, dict) else {"value": repr(trial)}
+
+    def current_trial(self) -> Future:
+        active = self._require_run("read trials")
+        return self._on_frame(active, lambda _l: self._trial_dict(active.this_exp.getCurrentTrial()))
+
+    def future_trials(self, n: int = 1, start: int = 0) -> Future:
+        if n < 1 or start < 0:
+            raise ValueError("n must be >= 1 and start >= 0")
+        active = self._require_run("read trials")
+        return self._on_frame(active, lambda _l: [
+            self._trial_dict(t) for t in active.this_exp.getFutureTrials(n=n, start=start)
+        ])
+
+    def skip_trials(self, n: int = 1) -> Future:
+        return self._move_trials("skip", n)
+
+    def rewind_trials(self, n: int = 1) -> Future:
+        return self._move_trials("rewind", n)
+
+    def _move_trials(self, action: str, n: int) -> Future:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError("n must be a positive integer")
+        active = self._require_run(f"{action} trials")
+
+        def apply(latency: float):
+            exp = active.this_exp
+            loop = exp.getCurrentLoop(isTrials=True)
+            from psychopy.data import TrialHandler2
+
+            if not isinstance(loop, TrialHandler2):
+                raise Conflict(f"cannot {action} trials: the experiment is not inside a trials loop")
+            result = exp.skipTrials(n) if action == "skip" else exp.rewindTrials(n)
+            self.events.publish(TrialsChanged(run_id=active.ticket.run_id, action=action, n=n))
+            return self._trial_dict(result) if result is not None else None
+
+        return self._on_frame(active, apply)
+
+    # --- main-thread service ----------------------------------------------------------
+
+    def idle(self) -> None:
+        """Between runs: keep the window responsive and logs flushed."""
+        from psychopy import logging
+
+        self.windows.idle()
+        logging.flush()
+
+    def serve_forever(self, idle_interval: float = 0.1) -> None:
+        """Run queued tasks on this (main) thread until ``self.queue.stop()``."""
+        self._require_main("serve_forever")
+        self.queue.run_forever(idle=self.idle, idle_interval=idle_interval)
+
+    def submit_run(self, key: str, exp_info: dict[str, Any] | None = None, *,
+                   seed: int | None = None) -> tuple[RunTicket, Future]:
+        """Accept a run from any thread and queue it for the main thread."""
+        ticket = self.prepare_run(key, exp_info, seed=seed)
+        return ticket, self.queue.submit(self.execute, ticket)
+
+
+class _StoppedBeforeStart(Exception):
+    """A stop arrived while the run was being set up."""

@@ -1,0 +1,430 @@
+"""Run a Session in a child process, supervised by its parent over a pipe.
+
+A crash in an experiment or the GL driver, or a run that hangs and ignores
+stop, must not take the service down. The child runs the Session on its
+main thread; a receiver thread applies control commands (pause, stop,
+expInfo, data...) at once even while ``run()`` holds the main thread, and a
+sender thread owns the pipe's write end so the frame loop only ever does a
+queue put. The parent renumbers events into its own sequence, notices the
+child's death, and can kill it and start a fresh one.
+
+Wire format (pickled tuples):
+  parent -> child  ``(request_id, method, kwargs)``
+  child -> parent  ``("reply", request_id, ok, value)`` | ``("event", Event)`` | ``("ready", info)``
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import SessionError
+from .events import Event, Publisher, RunFailed, RunFinished, StatusChanged
+
+# Commands the receiver thread applies itself (they never touch GL).
+IMMEDIATE = {
+    "pause", "resume", "stop", "get_exp_info", "update_exp_info", "add_data", "annotate",
+    "current_trial", "future_trials", "skip_trials", "rewind_trials", "list_experiments", "ping",
+    "status", "start_run", "state",
+}
+# Commands that need the main thread (window, imports of Builder code).
+MAIN_THREAD = {"setup_window", "add_experiment", "run_sync"}
+
+
+class WorkerError(SessionError):
+    """The worker failed a command; ``code`` comes from the child's exception."""
+
+    def __init__(self, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+class WorkerDied(SessionError):
+    code = "internal"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    root: str
+    data_dir: str | None = None
+    window: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    headless: bool | None = None
+    rest_message: str = "Please wait for the experimenter"
+    switch_interval: float = 0.001
+
+
+# --- child side -------------------------------------------------------------------
+
+def _error_payload(exc: BaseException) -> dict[str, Any]:
+    code = getattr(exc, "code", None)
+    if not isinstance(code, str):
+        code = "invalid_args" if isinstance(exc, (TypeError, ValueError)) else "internal"
+    return {"code": code, "message": str(exc) or type(exc).__name__, "type": type(exc).__name__}
+
+
+def _picklable(message: tuple) -> bytes:
+    try:
+        return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # an experiment stored something unpicklable in its data
+        return pickle.dumps(_sanitised(message), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _sanitised(value: Any) -> Any:
+    if isinstance(value, Event):
+        for name in getattr(type(value), "__dataclass_fields__", {}):
+            setattr(value, name, _sanitised(getattr(value, name)))
+        return value
+    if isinstance(value, dict):
+        return {str(k): _sanitised(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_sanitised(v) for v in value)
+    try:
+        pickle.dumps(value)
+        return value
+    except Exception:
+        return repr(value)
+
+
+class _ChildServer:
+    """Everything the child process does besides running experiments."""
+
+    def __init__(self, conn, config: WorkerConfig) -> None:
+        self.conn = conn
+        self.config = config
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.session = None
+
+    def send(self, message: tuple) -> None:
+        self.outbox.put(message)
+
+    def sender_loop(self) -> None:
+        while True:
+            message = self.outbox.get()
+            if message is None:
+                return
+            try:
+                self.conn.send_bytes(_picklable(message))
+            except (OSError, EOFError, BrokenPipeError):
+                return
+
+    def reply(self, request_id: int, future: Future) -> None:
+        def done(f: Future) -> None:
+            exc = f.exception()
+            if exc is None:
+                self.send(("reply", request_id, True, f.result()))
+            else:
+                self.send(("reply", request_id, False, _error_payload(exc)))
+
+        future.add_done_callback(done)
+
+    def handle(self, request_id: int, method: str, kwargs: dict[str, Any]) -> None:
+        session = self.session
+        try:
+            if method == "shutdown":
+                if session._current_ticket() is not None:
+                    try:
+                        session.stop()
+                    except SessionError:
+                        pass
+                session.queue.stop()
+                self.send(("reply", request_id, True, None))
+                return
+            if method in MAIN_THREAD:
+                target = {"run_sync": session.run}.get(method) or getattr(session, method)
+                self.reply(request_id, session.queue.submit(target, **kwargs))
+                return
+            if method not in IMMEDIATE:
+                raise WorkerError("unknown_command", f"unknown worker command {method!r}")
+            result = self.immediate(method, kwargs)
+            if isinstance(result, Future):
+                self.reply(request_id, result)
+            else:
+                self.send(("reply", request_id, True, result))
+        except BaseException as exc:  # noqa: BLE001 - report everything, keep serving
+            self.send(("reply", request_id, False, _error_payload(exc)))
+
+    def immediate(self, method: str, kwargs: dict[str, Any]) -> Any:
+        session = self.session
+        if method == "ping":
+            return {"pid": os.getpid(), "time": time.time()}
+        if method == "status":
+            return session.status
+        if method == "start_run":
+            ticket, _future = session.submit_run(
+                kwargs["key"], kwargs.get("exp_info"), seed=kwargs.get("seed"),
+            )
+            return {"run_id": ticket.run_id, "key": ticket.key}
+        return getattr(session, method)(**kwargs)
+
+    def receiver_loop(self) -> None:
+        while True:
+            try:
+                message = self.conn.recv()
+            except (EOFError, OSError):  # parent gone: finish the run's data and leave
+                if self.session is not None:
+                    self.handle(-1, "shutdown", {})
+                return
+            try:
+                request_id, method, kwargs = message
+            except (TypeError, ValueError):
+                continue
+            self.handle(request_id, method, kwargs or {})
+
+
+def child_main(conn, config: WorkerConfig) -> None:
+    """Entry point of the worker process: the Session lives on this main thread."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    sys.setswitchinterval(config.switch_interval)  # control threads get the GIL promptly
+    server = _ChildServer(conn, config)
+    sender = threading.Thread(target=server.sender_loop, name="worker-sender", daemon=True)
+    sender.start()
+    try:
+        from .display import ensure_display
+
+        ensure_display(config.headless)
+        from .session import Session
+
+        publisher = Publisher()
+        publisher.subscribe(lambda event: server.outbox.put(("event", event)))
+        server.session = Session(
+            config.root, data_dir=config.data_dir, window=config.window or None,
+            params=config.params, rest_message=config.rest_message, publisher=publisher,
+        )
+    except BaseException as exc:  # noqa: BLE001
+        server.send(("failed", {**_error_payload(exc), "traceback": traceback.format_exc()}))
+        server.send(None)
+        sender.join(5)
+        return
+    server.send(("ready", {"pid": os.getpid(), "experiments": server.session.list_experiments(),
+                           "window": server.session.windows.describe()}))
+    receiver = threading.Thread(target=server.receiver_loop, name="worker-receiver", daemon=True)
+    receiver.start()
+    try:
+        server.session.serve_forever()
+    finally:
+        server.session.close()
+        server.send(None)
+        sender.join(5)
+
+
+# --- parent side ------------------------------------------------------------------
+
+class WorkerHost:
+    """Start, command and supervise one worker process at a time.
+
+    Events from the child are republished on ``self.events`` with the host's
+    own sequence numbers, so numbering continues across worker restarts.
+    """
+
+    def __init__(self, config: WorkerConfig, publisher: Publisher | None = None,
+                 on_exit: Callable[[int | None], None] | None = None) -> None:
+        self.config = config
+        self.events = publisher or Publisher()
+        self.on_exit = on_exit
+        self.process: subprocess.Popen | None = None
+        self.info: dict[str, Any] = {}
+        self._conn = None
+        self._send_lock = threading.Lock()
+        self._pending: dict[int, Future] = {}
+        self._next_id = 0
+        self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._failure: dict[str, Any] | None = None
+        self.current_run: dict[str, Any] | None = None
+        self._killing = False
+        self.restarts = 0
+
+    # lifecycle -------------------------------------------------------------------
+    def start(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Start the worker and wait until its Session is ready (window open).
+
+        The child is a fresh ``python -m session.worker`` talking over a socket
+        pair, so nothing of the parent (its ``__main__``, its threads) leaks in.
+        """
+        parent_sock, child_sock = socket.socketpair()
+        env = dict(os.environ)
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+        self._ready.clear()
+        self._failure = None
+        self._killing = False
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "session.worker", str(child_sock.fileno())],
+            pass_fds=(child_sock.fileno(),), env=env, stdin=subprocess.DEVNULL,
+        )
+        child_sock.close()
+        self._conn = Connection(parent_sock.detach())
+        self._conn.send(self.config)
+        self._reader = threading.Thread(target=self._read_loop, args=(self._conn, self.process),
+                                        name="worker-reader", daemon=True)
+        self._reader.start()
+        if not self._ready.wait(timeout):
+            self.kill()
+            raise WorkerDied(f"the session worker did not become ready within {timeout:.0f} s")
+        if self._failure is None and self.process.poll() is not None:
+            raise WorkerDied(f"the session worker exited during start (code {self.process.returncode})")
+        if self._failure is not None:
+            raise WorkerDied(f"the session worker failed to start: {self._failure.get('message')}\n"
+                             f"{self._failure.get('traceback', '')}")
+        return self.info
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None and self._ready.is_set() \
+            and self._failure is None
+
+    def kill(self) -> None:
+        """End the worker at once (SIGKILL): for runs that ignore stop."""
+        self._killing = True
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(10)
+
+    def restart(self, timeout: float = 60.0) -> dict[str, Any]:
+        self.kill()
+        self.restarts += 1
+        return self.start(timeout)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop any run (its data are saved), close the window, end the worker."""
+        if self.alive:
+            try:
+                self.request("shutdown", timeout=5)
+            except Exception:
+                pass
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    # commands ---------------------------------------------------------------------
+    def submit(self, method: str, **kwargs: Any) -> Future:
+        """Send a command; the future resolves with the child's reply."""
+        future: Future = Future()
+        if not self.alive:
+            future.set_exception(WorkerDied("the session worker is not running"))
+            return future
+        with self._lock:
+            self._next_id += 1
+            request_id = self._next_id
+            self._pending[request_id] = future
+        try:
+            with self._send_lock:
+                self._conn.send((request_id, method, kwargs))
+        except (OSError, EOFError, BrokenPipeError, pickle.PicklingError) as exc:
+            with self._lock:
+                self._pending.pop(request_id, None)
+            future.set_exception(WorkerDied(f"could not send to the worker: {exc}"))
+        return future
+
+    def request(self, method: str, timeout: float | None = 30.0, **kwargs: Any) -> Any:
+        return self.submit(method, **kwargs).result(timeout)
+
+    def abort(self, grace: float = 2.0, timeout: float = 60.0) -> dict[str, Any]:
+        """Stop the run; if it has not ended within ``grace`` s, kill the worker and start anew."""
+        run = self.current_run
+        if run is None:
+            raise WorkerError("conflict", "cannot abort: no experiment is running")
+        try:
+            self.request("stop", timeout=grace)
+        except Exception:
+            pass
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and self.current_run is not None:
+            time.sleep(0.01)
+        if self.current_run is None:
+            return {"run_id": run["run_id"], "killed": False}
+        self.kill()
+        self.start(timeout)
+        self.restarts += 1
+        return {"run_id": run["run_id"], "killed": True}
+
+    # reader ---------------------------------------------------------------------------
+    def _read_loop(self, conn, process) -> None:
+        while True:
+            try:
+                message = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                break
+            except Exception:
+                continue
+            kind = message[0]
+            if kind == "event":
+                self._on_event(message[1])
+            elif kind == "reply":
+                _, request_id, ok, value = message
+                with self._lock:
+                    future = self._pending.pop(request_id, None)
+                if future is not None and not future.done():
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(WorkerError(value.get("code", "internal"),
+                                                         value.get("message", ""), value))
+            elif kind == "ready":
+                self.info = message[1]
+                self._ready.set()
+            elif kind == "failed":
+                self._failure = message[1]
+                self._ready.set()
+        self._on_death(process)
+
+    def _on_event(self, event: Event) -> None:
+        event.seq = 0
+        if event.type == "run_started":
+            self.current_run = {"run_id": event.run_id, "key": event.key, "rows": 0,
+                                "data_dir": event.data_dir}
+        elif event.type == "data_rows" and self.current_run is not None:
+            self.current_run["rows"] = event.first_row + len(event.rows)
+        elif event.type in ("run_finished", "run_failed"):
+            self.current_run = None
+        self.events.publish(event)
+
+    def _on_death(self, process) -> None:
+        try:
+            code = process.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(WorkerDied(f"the session worker exited (code {code})"))
+        run = self.current_run
+        self.current_run = None
+        if run is not None:
+            self.events.publish(RunFinished(
+                run_id=run["run_id"], key=run["key"], outcome="aborted", rows=run["rows"],
+                data_files=[], duration=0.0,
+            ) if self._killing else RunFailed(
+                run_id=run["run_id"], key=run["key"], rows=run["rows"],
+                error=f"the session worker died (exit code {code})", traceback="",
+            ))
+        self.events.publish(StatusChanged(status="worker_exited" if not self._killing else "idle"))
+        self._ready.set()
+        if self.on_exit is not None:
+            self.on_exit(code)
+
+
+if __name__ == "__main__":
+    _conn = Connection(int(sys.argv[1]))
+    child_main(_conn, _conn.recv())
