@@ -68,7 +68,7 @@ def strip_pipe(key: str) -> str:
     return key.split("|", 1)[0]
 
 
-def shadowed_module(name: str) -> str | None:
+def shadowed_module(name: str, own_folder: Path | None = None) -> str | None:
     """Return the installed module ``name`` would shadow on ``sys.path``, if any."""
     if not name.isidentifier():
         return None
@@ -78,7 +78,12 @@ def shadowed_module(name: str) -> str | None:
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
         return None
-    return name if spec is not None else None
+    if spec is None:
+        return None
+    origin = Path(spec.origin).resolve() if spec.origin and spec.has_location else None
+    if origin is not None and own_folder is not None and own_folder in (origin.parent, origin.parent.parent):
+        return None  # that is the experiment itself, found through its own folder
+    return name
 
 
 def file_digest(path: Path) -> str:
@@ -239,7 +244,7 @@ def compile_psyexp(path: Path, cache_dir: Path) -> Path:
 
 def load_module(experiment: Experiment, cache_dir: Path) -> ModuleType:
     """Import the experiment's script under a private name; recompile only if it changed."""
-    clash = shadowed_module(experiment.path.stem)
+    clash = shadowed_module(experiment.path.stem, experiment.path.parent)
     if clash:
         raise ExperimentError(
             f"experiment file {experiment.path.name} is named like the installed module "

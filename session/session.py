@@ -598,8 +598,10 @@ class Session:
     def _trial_dict(trial) -> dict[str, Any] | None:
         if trial is None:
             return None
-        if hasattr(trial, "getDict"):
-            return dict(trial.getDict())
+        if hasattr(trial, "getDict"):  # thisN, thisRepN, thisTrialN, thisIndex, data
+            described = dict(trial.getDict())
+            described.pop("type", None)
+            return described
         return dict(trial) if isinstance(trial, dict) else {"value": repr(trial)}
 
     def current_trial(self) -> Future:
@@ -607,12 +609,18 @@ class Session:
         return self._on_frame(active, lambda _l: self._trial_dict(active.this_exp.getCurrentTrial()))
 
     def future_trials(self, n: int = 1, start: int = 0) -> Future:
+        """The next ``n`` trials of the current loop after skipping ``start`` of them."""
         if n < 1 or start < 0:
             raise ValueError("n must be >= 1 and start >= 0")
         active = self._require_run("read trials")
-        return self._on_frame(active, lambda _l: [
-            self._trial_dict(t) for t in active.this_exp.getFutureTrials(n=n, start=start)
-        ])
+
+        def read(_latency: float) -> list:
+            # PsychoPy's getFutureTrials(start=0) wraps round to the last trial; slice instead.
+            loop = active.this_exp.getCurrentLoop(isTrials=True)
+            upcoming = list(getattr(loop, "upcomingTrials", None) or [])
+            return [self._trial_dict(t) for t in upcoming[start:start + n]]
+
+        return self._on_frame(active, read)
 
     def skip_trials(self, n: int = 1) -> Future:
         return self._move_trials("skip", n)

@@ -1,0 +1,277 @@
+"""The in-process Session against real experiments in a real window."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import read_csv, run_csv
+from session import Busy, Conflict, ExperimentError, NotFound, PathOutsideRoot, Session
+from session.events import Publisher
+
+
+@pytest.fixture(scope="module")
+def recorder():
+    events = []
+    publisher = Publisher()
+    publisher.subscribe(events.append)
+    return publisher, events
+
+
+@pytest.fixture(scope="module")
+def session(session_root, recorder, tmp_path_factory):
+    publisher, _ = recorder
+    data_dir = tmp_path_factory.mktemp("data")
+    with Session(session_root, data_dir=data_dir, publisher=publisher,
+                 params={"session": "042"}, window={"size": (640, 480), "frame_rate": 60}) as s:
+        yield s
+
+
+def events_of(events, run_id, kind=None):
+    return [e for e in events if getattr(e, "run_id", None) == run_id and (kind is None or e.type == kind)]
+
+
+def later(delay, fn):
+    """Call ``fn`` from another thread after ``delay`` seconds; returns a dict with its outcome."""
+    box = {}
+
+    def target():
+        time.sleep(delay)
+        try:
+            box["result"] = fn()
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    box["thread"] = thread
+    return box
+
+
+def wait_until(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_discovery_lists_experiments_without_importing_them(session):
+    keys = {e["key"]: e for e in session.list_experiments()}
+    assert {"frames_demo", "raises_demo", "hangs_demo"} <= set(keys)
+    assert keys["frames_demo"]["kind"] == "py"
+    assert keys["frames_demo"]["exp_info"]["n_trials"] == 5
+    assert keys["frames_demo"]["exp_info"]["date"] == ""  # Builder's "|hid" flag is stripped
+    # Listing must not have executed any experiment code.
+    assert not any(name.startswith("liaison_experiment_") and getattr(mod, "expName", None) == "hangs_demo"
+                   for name, mod in sys.modules.items())
+
+
+def test_full_run_streams_every_row_incrementally_and_saves_csv(session, recorder):
+    _, events = recorder
+    result = session.run("frames_demo", {"participant": "full", "n_trials": 4, "frames_per_trial": 3})
+    assert result.outcome == "completed", result.traceback
+    chunks = events_of(events, result.run_id, "data_rows")
+    assert len(chunks) >= 2, "rows should arrive in several increments, not one dump"
+    streamed = []
+    for chunk in chunks:
+        assert chunk.first_row == len(streamed), "each chunk starts where the previous ended"
+        streamed.extend(chunk.rows)
+    rows = read_csv(run_csv(result.data_dir))
+    assert len(rows) == len(streamed) == 4
+    assert [r["trial_value"] for r in rows] == ["0", "10", "20", "30"]
+    assert [r["trial_value"] for r in streamed] == [0, 10, 20, 30]
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    kinds = [e.type for e in events_of(events, result.run_id) if e.type != "status"]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert session.status == "idle"
+
+
+def test_exp_info_defaults_session_params_and_overrides(session):
+    result = session.run("frames_demo", {"participant": "p-override", "n_trials": 1, "frames_per_trial": 2})
+    row = read_csv(run_csv(result.data_dir))[0]
+    assert row["participant"] == "p-override"  # run override
+    assert row["session"] == "042"  # session params beat the experiment default "001"
+    assert row["expName"] == "frames_demo"
+    assert result.exp_info["date"] and result.exp_info["date"] in run_csv(result.data_dir).name
+
+
+def test_pause_resume_stop_from_another_thread_land_within_frames(session, recorder):
+    _, events = recorder
+    module = session.experiments["frames_demo"].module
+    module.SEEN.clear()
+    marks = {}
+
+    def control():
+        assert wait_until(lambda: session.status == "running")
+        time.sleep(0.2)
+        marks["pause_at"] = module.FRAME
+        marks["pause_latency"] = session.pause().result(5)
+        time.sleep(0.3)
+        marks["frame_while_paused"] = module.FRAME
+        time.sleep(0.3)
+        marks["frame_after_wait"] = module.FRAME
+        marks["status_paused"] = session.status
+        session.resume().result(5)
+        time.sleep(0.2)
+        marks["stop_at"] = module.FRAME
+        session.stop().result(5)
+
+    box = later(0, control)
+    result = session.run("frames_demo", {"participant": "ctl", "n_trials": 1000, "frames_per_trial": 10})
+    box["thread"].join(10)
+    assert "error" not in box, box.get("error")
+    assert result.outcome == "stopped"
+    seen = dict((what, frame) for frame, what in module.SEEN)
+    assert seen["paused"] - marks["pause_at"] <= 2, (seen, marks)
+    assert seen["finished"] - marks["stop_at"] <= 2, (seen, marks)
+    assert marks["frame_after_wait"] == marks["frame_while_paused"], "no frames may run while paused"
+    assert marks["status_paused"] == "paused"
+    kinds = [e.type for e in events_of(events, result.run_id)]
+    for kind in ("run_paused", "run_resumed", "run_stopping", "run_finished"):
+        assert kind in kinds
+    rows = read_csv(run_csv(result.data_dir))
+    assert len(rows) >= 1 and rows[0]["participant"] == "ctl"
+
+
+def test_stop_while_paused_ends_the_run_and_saves(session):
+    def control():
+        assert wait_until(lambda: session.status == "running")
+        time.sleep(0.2)
+        session.pause().result(5)
+        session.stop().result(5)
+
+    box = later(0, control)
+    result = session.run("frames_demo", {"participant": "pstop", "n_trials": 1000, "frames_per_trial": 5})
+    box["thread"].join(10)
+    assert result.outcome == "stopped"
+    assert run_csv(result.data_dir).is_file()
+
+
+def test_add_data_and_annotate_land_in_the_saved_csv(session, recorder):
+    _, events = recorder
+
+    def control():
+        assert wait_until(lambda: session.status == "running")
+        time.sleep(0.1)
+        session.add_data("operator_note", "lights dimmed").result(5)
+        session.annotate("participant sneezed").result(5)
+        session.annotate("second note, same trial").result(5)
+        session.update_exp_info({"condition": "B"}).result(5)
+        time.sleep(0.1)
+        session.stop().result(5)
+
+    box = later(0, control)
+    result = session.run("frames_demo", {"participant": "ann", "n_trials": 1000, "frames_per_trial": 10})
+    box["thread"].join(10)
+    assert "error" not in box, box.get("error")
+    rows = read_csv(run_csv(result.data_dir))
+    assert any(r.get("operator_note") == "lights dimmed" for r in rows)
+    notes = [r.get("notes") for r in rows if r.get("notes")]
+    assert any("participant sneezed" in n and "second note, same trial" in n for n in notes), notes
+    assert any(r.get("condition") == "B" for r in rows)
+    kinds = [e.type for e in events_of(events, result.run_id)]
+    assert "data_added" in kinds and "annotation" in kinds and "exp_info_changed" in kinds
+
+
+def test_trial_navigation(session):
+    marks = {}
+
+    def control():
+        assert wait_until(lambda: session.status == "running")
+        time.sleep(0.1)
+        marks["current"] = session.current_trial().result(5)
+        marks["future"] = session.future_trials(2).result(5)
+        session.skip_trials(3).result(5)
+
+    box = later(0, control)
+    result = session.run("frames_demo", {"participant": "nav", "n_trials": 6, "frames_per_trial": 15})
+    box["thread"].join(10)
+    assert "error" not in box, box.get("error")
+    assert marks["current"]["data"]["i"] == 0
+    assert [t["data"]["i"] for t in marks["future"]] == [1, 2]
+    rows = read_csv(run_csv(result.data_dir))
+    skipped = {r["i"] for r in rows if r.get("skipped") == "True"}
+    assert {"1", "2"} <= skipped, "PsychoPy marks the trials it skipped"
+    assert not [r for r in rows if r["i"] in ("1", "2") and r.get("frames")], "skipped trials never ran"
+
+
+def test_failing_experiment_reports_and_session_keeps_working(session, recorder):
+    _, events = recorder
+    result = session.run("raises_demo")
+    assert result.outcome == "failed"
+    failed = events_of(events, result.run_id, "run_failed")
+    assert len(failed) == 1
+    assert failed[0].key == "raises_demo"
+    assert "deliberate failure in raises_demo" in failed[0].traceback
+    assert "RuntimeError" in failed[0].error
+    assert run_csv(result.data_dir).is_file(), "data up to the failure are saved"
+    again = session.run("frames_demo", {"participant": "after", "n_trials": 1, "frames_per_trial": 1})
+    assert again.outcome == "completed"
+
+
+def test_gc_is_quiet_during_runs_and_restored_after(session):
+    thresholds = gc.get_threshold()
+    result = session.run("frames_demo", {"participant": "gc", "n_trials": 2, "frames_per_trial": 2})
+    assert result.outcome == "completed"
+    assert gc.get_threshold() == thresholds
+    assert gc.get_freeze_count() == 0
+
+
+def test_bad_requests_get_clear_errors(session, session_root):
+    with pytest.raises(NotFound, match="no experiment with key 'nope'"):
+        session.run("nope")
+    with pytest.raises(PathOutsideRoot):
+        session.add_experiment("../../etc/passwd")
+    with pytest.raises(NotFound):
+        session.add_experiment("missing.psyexp")
+    (session_root / "notes.py").write_text("print('not an experiment')\n")
+    with pytest.raises(ExperimentError, match="not a Builder-style script"):
+        session.add_experiment("notes.py")
+    shadow = session_root / "shadow"
+    shadow.mkdir(exist_ok=True)
+    (shadow / "random.py").write_text((session_root / "fixtures" / "raises_demo.py").read_text())
+    with pytest.raises(ExperimentError, match="named like the installed module 'random'"):
+        session.add_experiment("shadow/random.py", key="shadowy")
+    with pytest.raises(Conflict, match="no experiment is running"):
+        session.pause()
+    with pytest.raises(Conflict):
+        session.add_data("x", 1)
+
+
+def test_second_run_while_busy_is_refused(session):
+    ticket = session.prepare_run("frames_demo", {"n_trials": 1, "frames_per_trial": 1})
+    try:
+        with pytest.raises(Busy, match=ticket.run_id):
+            session.prepare_run("frames_demo")
+    finally:
+        result = session.execute(ticket)
+    assert result.outcome == "completed"
+
+
+def test_add_experiment_registers_and_runs(session, session_root):
+    (session_root / "extra").mkdir(exist_ok=True)
+    source = (session_root / "fixtures" / "frames_demo.py").read_text()
+    (session_root / "extra" / "copied_demo.py").write_text(source)
+    info = session.add_experiment("extra/copied_demo.py", key="copy")
+    assert info["key"] == "copy" and info["exp_info"]["n_trials"] == 5
+    result = session.run("copy", {"n_trials": 1, "frames_per_trial": 1})
+    assert result.outcome == "completed"
+
+
+def test_window_is_reused_and_recreated_only_when_needed(session):
+    win = session.windows.win
+    session.setup_window({"color": "black"})
+    assert session.windows.win is win
+    session.setup_window({"size": [320, 240]})
+    assert session.windows.win is not win
+    assert list(session.windows.win.size) == [320, 240]
+    with pytest.raises(ValueError, match="unknown window parameter"):
+        session.setup_window({"colour": "red"})
