@@ -144,6 +144,9 @@ class _ChildServer:
                 session.queue.stop()
                 self.send(("reply", request_id, True, None))
                 return
+            if method == "probe":  # when the main thread got to it (CLOCK_MONOTONIC: comparable across processes)
+                self.reply(request_id, session.queue.submit(time.perf_counter))
+                return
             if method in MAIN_THREAD:
                 target = {"run_sync": session.run}.get(method) or getattr(session, method)
                 self.reply(request_id, session.queue.submit(target, **kwargs))

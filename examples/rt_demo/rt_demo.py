@@ -368,7 +368,7 @@ def run(expInfo, thisExp, win, globalClock=None, thisSession=None):
     rng = _makeRNG(expInfo)
     # one condition per trial: which side the target appears on
     # (balanced: half left, half right, in random order)
-    sides = rng.permutation(['left', 'right'] * (nTrials // 2 + 1))[:nTrials]
+    sides = rng.permutation((['left', 'right'] * (nTrials // 2 + 1))[:nTrials])
     trialList = [
         {'trial_index': i, 'target_side': str(side)} for i, side in enumerate(sides)
     ]
