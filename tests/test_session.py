@@ -275,3 +275,17 @@ def test_window_is_reused_and_recreated_only_when_needed(session):
     assert list(session.windows.win.size) == [320, 240]
     with pytest.raises(ValueError, match="unknown window parameter"):
         session.setup_window({"colour": "red"})
+
+
+@pytest.mark.parametrize("key, trials", [("stroop_lite", 8), ("rt_demo", 10)])
+def test_examples_run_end_to_end_in_process(session, recorder, key, trials):
+    _, events = recorder
+    result = session.run(key, {"participant": f"inproc-{key}"})
+    assert result.outcome == "completed", result.traceback
+    rows = read_csv(run_csv(result.data_dir))
+    assert sum(1 for r in rows if r.get("trials.thisN", "") != "") == trials
+    streamed = [row for e in events_of(events, result.run_id, "data_rows") for row in e.rows]
+    assert len(streamed) == len(rows) == result.rows
+    assert {r["participant"] for r in rows if r.get("participant")} == {f"inproc-{key}"}
+    # the compiled .psyexp lives in the data dir's cache, never next to the user's file
+    assert not (session.root / key / f"{key}.py").exists() or key == "rt_demo"
