@@ -58,3 +58,19 @@ def run_csv(data_dir: Path) -> Path:
     files = sorted(Path(data_dir).rglob("*.csv"))
     assert len(files) == 1, f"expected one CSV in {data_dir}, found {files}"
     return files[0]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A real liaison server on loopback, supervising a real session worker."""
+    from liaison.server import ServerConfig, ServerThread
+
+    base = tmp_path_factory.mktemp("server")
+    config = ServerConfig(root=make_root(base), port=0, token="test-token-123456",
+                          data_dir=base / "data", window={"size": [640, 480], "frame_rate": 60},
+                          client_queue_limit=200, abort_grace=1.0)
+    thread = ServerThread(config)
+    with thread as running:
+        running.url = thread.url
+        running.token = config.token
+        yield running

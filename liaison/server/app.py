@@ -1,0 +1,185 @@
+"""The liaison server: supervises the session worker and serves clients.
+
+The session (and PsychoPy) live in a worker process; this process only
+speaks WebSocket and HTTP, so the experiment's main thread never waits on a
+client. If the worker dies it is restarted and clients are told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.server import serve
+
+from session.events import Publisher, StatusChanged
+from session.worker import WorkerConfig, WorkerHost
+
+from .. import __version__
+from ..protocol import CloseCode
+from .config import ServerConfig
+from .connection import ClientConnection
+from .dispatch import Dispatcher
+from .http import HttpFront
+from .hub import Hub
+from .runs import RunTracker
+
+log = logging.getLogger("liaison.server")
+DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
+
+
+class LiaisonServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        if config.web_dir is None:
+            config.web_dir = DEFAULT_WEB_DIR
+        self.version = __version__
+        self.session_id = secrets.token_hex(8)
+        self.publisher = Publisher()
+        self.runs = RunTracker()
+        self.dispatcher = Dispatcher(self)
+        self.connections: set[ClientConnection] = set()
+        self.hub: Hub | None = None
+        self.host: WorkerHost | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.port: int | None = None
+        self.ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._shutting_down = False
+        self._restarting = threading.Lock()
+
+    # --- pieces the connections use -------------------------------------------------
+    async def snapshot(self) -> dict[str, Any]:
+        try:
+            state = await asyncio.wait_for(asyncio.wrap_future(self.host.submit("state")), 10)
+        except Exception as exc:  # noqa: BLE001 - a snapshot without the worker still helps
+            state = {"status": "unavailable", "error": str(exc)}
+        state["last_seq"] = self.hub.last_seq
+        state["runs"] = self.runs.list(50)
+        state["server"] = {"version": self.version, "session_id": self.session_id,
+                           "worker_restarts": self.host.restarts, "clients": len(self.connections)}
+        return state
+
+    def journal_command(self, conn: ClientConnection, cmd: str, args: dict[str, Any]) -> None:
+        """Record who asked for what (the crash-safe journal hooks in here)."""
+        if cmd not in ("ping", "state", "trials", "list_runs", "get_run", "replay"):
+            log.info("client %s (%s) -> %s", conn.client_id, conn.role, cmd)
+
+    # --- worker supervision ------------------------------------------------------------
+    def _worker_exited(self, code: int | None) -> None:
+        if self._shutting_down or self.host is None or self.host._killing:
+            return
+        log.error("session worker exited unexpectedly (code %s); restarting", code)
+        threading.Thread(target=self._restart_worker, daemon=True).start()
+
+    def _restart_worker(self) -> None:
+        with self._restarting:
+            if self._shutting_down or self.host.alive:
+                return
+            try:
+                self.host.restart(timeout=120)
+                log.info("session worker restarted")
+            except Exception:  # noqa: BLE001
+                log.exception("could not restart the session worker")
+                self.publisher.publish(StatusChanged(status="unavailable"))
+
+    # --- serving ----------------------------------------------------------------------------
+    async def _handler(self, ws) -> None:
+        conn = ClientConnection(self, ws)
+        self.connections.add(conn)
+        try:
+            await conn.serve()
+        finally:
+            self.connections.discard(conn)
+
+    async def serve(self, install_signals: bool = False) -> None:
+        """Start the worker, then serve until :meth:`request_stop` or a signal."""
+        config = self.config
+        self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.hub = Hub(self.loop, config.replay_size)
+        self.hub.listeners.append(self.runs)
+        self.publisher.subscribe(self.hub.push)
+        self.host = WorkerHost(
+            WorkerConfig(root=str(config.root), data_dir=str(config.data_dir) if config.data_dir else None,
+                         window=config.window, params=config.params, headless=config.headless),
+            publisher=self.publisher, on_exit=self._worker_exited,
+        )
+        await self.loop.run_in_executor(None, lambda: self.host.start(timeout=180))
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.loop.add_signal_handler(sig, self.request_stop)
+        async with serve(
+            self._handler, config.host, config.port,
+            process_request=HttpFront(self),
+            max_size=max(4 * config.max_message_bytes, 1 << 16),
+            max_queue=64,
+            ping_interval=config.ping_interval, ping_timeout=config.ping_interval,
+            compression=None,
+            server_header=f"liaison/{self.version}",
+        ) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            self.ready.set()
+            log.info("serving %s on ws://%s:%s/ (auth: %s)", config.root, config.host, self.port,
+                     config.auth_method)
+            await self._stop.wait()
+            await self._shutdown()
+
+    def request_stop(self) -> None:
+        if self.loop is not None and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+
+    async def _shutdown(self) -> None:
+        """Stop the run (its data are saved), close the worker, say goodbye (1001)."""
+        self._shutting_down = True
+        log.info("shutting down: stopping any run and saving its data")
+        await self.loop.run_in_executor(None, lambda: self.host.shutdown(timeout=60))
+        await asyncio.sleep(0.05)  # let the last events reach the outboxes
+        closing = [conn.close(CloseCode.GOING_AWAY, "server shutting down") for conn in list(self.connections)]
+        if closing:
+            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), 10)
+
+
+class ServerThread:
+    """Run a LiaisonServer in a background thread (tests, embedding)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.server = LiaisonServer(config)
+        self._thread = threading.Thread(target=self._run, name="liaison-server", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve())
+        except BaseException as exc:  # noqa: BLE001
+            self.error = exc
+            self.server.ready.set()
+
+    def __enter__(self) -> LiaisonServer:
+        self._thread.start()
+        if not self.server.ready.wait(240) or self.error is not None:
+            raise RuntimeError(f"server did not start: {self.error!r}")
+        return self.server
+
+    def __exit__(self, *exc_info) -> None:
+        self.server.request_stop()
+        self._thread.join(90)
+
+    @property
+    def url(self) -> str:
+        host = self.server.config.host
+        host = f"[{host}]" if ":" in host else host
+        return f"ws://{host}:{self.server.port}/"
+
+
+def wait_port(server: LiaisonServer, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while server.port is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return server.port

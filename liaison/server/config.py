@@ -1,0 +1,50 @@
+"""Server settings, with safe defaults: loopback only, token required."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@dataclass
+class ServerConfig:
+    root: Path
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None  # None: generate one at start
+    no_auth: bool = False  # only allowed on loopback
+    allowed_origins: list[str] = field(default_factory=list)
+    data_dir: Path | None = None
+    headless: bool | None = None
+    window: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    max_message_bytes: int = 1 << 20
+    client_queue_limit: int = 50_000  # queued events before a client counts as too slow
+    auth_timeout: float = 10.0
+    ping_interval: float | None = 20.0
+    replay_size: int = 100_000
+    abort_grace: float = 2.0
+    web_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        if self.data_dir is not None:
+            self.data_dir = Path(self.data_dir).resolve()
+        if self.no_auth and self.host not in LOOPBACK:
+            raise ValueError("--no-auth is only allowed when binding to loopback (127.0.0.1 or ::1)")
+        if not self.no_auth and not self.token:
+            self.token = secrets.token_urlsafe(24)
+
+    @property
+    def auth_method(self) -> str:
+        return "none" if self.no_auth else "token"
+
+    def masked_token(self) -> str:
+        """For logs after start-up: enough to recognise, not to use."""
+        if not self.token:
+            return "-"
+        return self.token[:4] + "…" + f"({len(self.token)} chars)"
