@@ -367,6 +367,7 @@ class Session:
         if this_exp is not None:
             control.cancel_pending(this_exp, Conflict(f"run {ticket.run_id} has ended"))
             control.release(this_exp)
+            _complete_orphan_row(this_exp)
             self._publish_rows(active, include_partial=True)
             try:
                 save = getattr(module, "saveData", None)
@@ -665,6 +666,26 @@ class Session:
         """Accept a run from any thread and queue it for the main thread."""
         ticket = self.prepare_run(key, exp_info, seed=seed)
         return ticket, self.queue.submit(self.execute, ticket)
+
+
+def _complete_orphan_row(this_exp) -> None:
+    """Give the row a stop interrupted the trial and expInfo columns every other row has.
+
+    PsychoPy saves that unfinished row (``getAllEntries``) but fills in loop
+    and expInfo values only in ``nextEntry``, so a participant id set live
+    would be missing from the very row where the experimenter intervened.
+    """
+    entry = this_exp.thisEntry
+    if not entry:
+        return
+    for loop in list(getattr(this_exp, "loopsUnfinished", [])):
+        try:
+            this_exp.updateEntryFromLoop(loop)
+        except Exception:  # noqa: BLE001 - a finished or odd loop: keep the row as it is
+            pass
+    if isinstance(this_exp.extraInfo, dict):
+        for name, value in this_exp.extraInfo.items():
+            entry.setdefault(name, value)
 
 
 class _StoppedBeforeStart(Exception):

@@ -261,6 +261,10 @@ class WorkerHost:
         pair, so nothing of the parent (its ``__main__``, its threads) leaks in.
         """
         parent_sock, child_sock = socket.socketpair()
+        # PsychoPy calls socket.setdefaulttimeout(), which makes new sockets
+        # non-blocking at the OS level; the child would then read EAGAIN and quit.
+        parent_sock.setblocking(True)
+        child_sock.setblocking(True)
         env = dict(os.environ)
         package_parent = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)

@@ -181,26 +181,52 @@ def test_add_data_and_annotate_land_in_the_saved_csv(session, recorder):
     assert "data_added" in kinds and "annotation" in kinds and "exp_info_changed" in kinds
 
 
+def test_the_row_a_stop_interrupts_keeps_loop_and_exp_info_columns(session):
+    """PsychoPy saves the unfinished row without expInfo; ours carries it like the rest."""
+
+    def control():
+        assert wait_until(lambda: session.status == "running")
+        session.pause().result(5)  # park mid-trial, then act on that same row
+        session.update_exp_info({"block": "late"}).result(5)
+        session.add_data("operator", "stopped here").result(5)
+        session.stop().result(5)
+
+    box = later(0, control)
+    result = session.run("frames_demo", {"participant": "orphan", "n_trials": 1000, "frames_per_trial": 50})
+    box["thread"].join(10)
+    assert "error" not in box, box.get("error")
+    rows = read_csv(run_csv(result.data_dir))
+    last = rows[-1]
+    assert last["operator"] == "stopped here" and not last.get("frames"), "the interrupted row"
+    assert last["participant"] == "orphan" and last["block"] == "late"
+    assert last["i"] != "", "the loop's trial columns are filled in"
+
+
 def test_trial_navigation(session):
+    """Pause first so the trial under test cannot move on while we look at it."""
     marks = {}
 
     def control():
         assert wait_until(lambda: session.status == "running")
-        time.sleep(0.1)
+        session.pause().result(5)
         marks["current"] = session.current_trial().result(5)
         marks["future"] = session.future_trials(2).result(5)
         session.skip_trials(3).result(5)
+        session.resume().result(5)
 
     box = later(0, control)
-    result = session.run("frames_demo", {"participant": "nav", "n_trials": 6, "frames_per_trial": 15})
+    result = session.run("frames_demo", {"participant": "nav", "n_trials": 12, "frames_per_trial": 15})
     box["thread"].join(10)
     assert "error" not in box, box.get("error")
-    assert marks["current"]["data"]["i"] == 0
-    assert [t["data"]["i"] for t in marks["future"]] == [1, 2]
+    now = marks["current"]["data"]["i"]
+    assert now <= 8, "paused early in a 12-trial run"
+    assert [t["data"]["i"] for t in marks["future"]] == [now + 1, now + 2]
     rows = read_csv(run_csv(result.data_dir))
     skipped = {r["i"] for r in rows if r.get("skipped") == "True"}
-    assert {"1", "2"} <= skipped, "PsychoPy marks the trials it skipped"
-    assert not [r for r in rows if r["i"] in ("1", "2") and r.get("frames")], "skipped trials never ran"
+    assert {str(now + 1), str(now + 2)} <= skipped, "PsychoPy marks the trials it skipped"
+    assert not [r for r in rows if r["i"] in (str(now + 1), str(now + 2)) and r.get("frames")], \
+        "skipped trials never ran"
+    assert [r["i"] for r in rows if r.get("frames")][-1] == "11", "the run carried on to the end"
 
 
 def test_failing_experiment_reports_and_session_keeps_working(session, recorder):

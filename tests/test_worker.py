@@ -164,3 +164,24 @@ def test_worker_death_is_detected_and_reported(host):
         host.request("ping")
     host.restart(timeout=120)
     assert host.request("ping")["pid"] == host.process.pid
+
+
+def test_worker_starts_when_the_parent_set_a_default_socket_timeout(tmp_path):
+    """PsychoPy's ``psychopy.web`` calls ``socket.setdefaulttimeout``; new socket
+    pairs are then non-blocking and the child used to read EAGAIN and exit."""
+    import socket
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(5)
+    try:
+        worker = WorkerHost(WorkerConfig(root=str(make_root(tmp_path)), data_dir=str(tmp_path / "data"),
+                                         window={"size": [320, 240], "frame_rate": 60}))
+        worker.start(timeout=120)
+    finally:
+        socket.setdefaulttimeout(previous)
+    try:
+        time.sleep(0.5)  # the old failure came just after "ready"
+        assert worker.alive
+        assert worker.request("ping")["pid"] == worker.process.pid
+    finally:
+        worker.shutdown()
