@@ -61,10 +61,12 @@ def parse_size(text: str | None) -> list[int] | None:
 
 
 def client_error(exc: Exception) -> None:
-    from .client import ConnectionLost, LiaisonError
+    from .client import ConnectionLost, LiaisonError, Unauthorized
 
     if isinstance(exc, ConnectionLost):
         fail(str(exc.message), EXIT_USAGE)
+    if isinstance(exc, Unauthorized):  # like a refused connection: fix the token, not the command
+        fail(f"{exc.code}: {exc.message} (check --token or LIAISON_TOKEN)", EXIT_USAGE)
     if isinstance(exc, LiaisonError):
         details = f"\n{json.dumps(exc.details, indent=2)}" if exc.details else ""
         fail(f"{exc.code}: {exc.message}{details}", EXIT_FAILED)

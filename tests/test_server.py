@@ -230,3 +230,15 @@ def test_dashboard_files_and_downloads_are_served(server):
     with pytest.raises(HTTPError) as outside:
         urllib.request.urlopen(escape, timeout=10)
     assert outside.value.code == 404
+
+
+def test_client_with_since_hands_over_the_replay_to_its_first_event_iterator(server):
+    with Client(server.url, server.token) as controller:
+        since = controller.ping()["last_seq"]
+        run = controller.run("frames_demo", {"participant": "since", **SMALL})
+        end = run.wait(timeout=60)
+    with Client(server.url, server.token, role="observer", since=since) as late:
+        time.sleep(0.5)  # the replay has arrived before anyone iterates
+        seen = collect(late, lambda e: e.seq >= end.seq, timeout=10)
+    assert [e.seq for e in seen] == list(range(since + 1, end.seq + 1))
+    assert seen[-1].event == "run_finished" and seen[-1].run_id == run.run_id

@@ -15,6 +15,7 @@ no longer has some events, you get a ``gap`` event saying which.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import logging
@@ -29,6 +30,7 @@ from .errors import ConnectionLost, LiaisonError, Unauthorized, error_from_body
 
 log = logging.getLogger("liaison.client")
 END_EVENTS = ("run_finished", "run_failed")
+BACKLOG = 10_000  # events kept for the first events() consumer, from connect on
 
 
 @dataclass
@@ -94,6 +96,10 @@ class AsyncClient:
         self._ids = itertools.count(1)
         self._pending: dict[Any, asyncio.Future] = {}
         self._queues: list[asyncio.Queue] = []
+        # Events that arrive before anyone iterates events() (the replay comes
+        # right after the welcome) wait here for the first consumer.
+        self._backlog: collections.deque | None = collections.deque(maxlen=BACKLOG)
+        self._ended = False
         self._run_events: dict[str, list[Event]] = {}
         self._run_waiters: dict[str, asyncio.Future] = {}
         self._reader: asyncio.Task | None = None
@@ -158,6 +164,10 @@ class AsyncClient:
         if self._ws is not None:
             await self._ws.close()
         self._fail_pending(ConnectionLost("client closed"))
+        self._end_streams()
+
+    def _end_streams(self) -> None:
+        self._ended = True
         for queue in self._queues:
             queue.put_nowait(None)
 
@@ -177,12 +187,10 @@ class AsyncClient:
             self._connected.clear()
             self._fail_pending(ConnectionLost("connection lost before the reply arrived"))
             if self._closed or not self.reconnect or (self.goodbye or {}).get("code") in (4001, 4003):
-                for queue in self._queues:
-                    queue.put_nowait(None)
+                self._end_streams()
                 return
             if not await self._reconnect():
-                for queue in self._queues:
-                    queue.put_nowait(None)
+                self._end_streams()
                 return
 
     async def _reconnect(self) -> bool:
@@ -234,6 +242,8 @@ class AsyncClient:
         self._broadcast(event)
 
     def _broadcast(self, event: Event) -> None:
+        if self._backlog is not None:
+            self._backlog.append(event)
         for queue in self._queues:
             queue.put_nowait(event)
 
@@ -248,8 +258,19 @@ class AsyncClient:
         return waiter
 
     async def events(self) -> AsyncIterator[Event]:
-        """Every event from now on (plus replayed ones after reconnects), in order."""
+        """Events in order, with those replayed after reconnects.
+
+        The first iterator also gets what arrived since :meth:`connect` (up to
+        ``BACKLOG`` events), so the replay asked for with ``since`` is never
+        missed; later iterators start from the moment they start.
+        """
         queue: asyncio.Queue = asyncio.Queue()
+        if self._backlog is not None:
+            for event in self._backlog:
+                queue.put_nowait(event)
+            self._backlog = None
+        if self._ended:
+            queue.put_nowait(None)
         self._queues.append(queue)
         try:
             while True:

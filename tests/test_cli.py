@@ -1,0 +1,174 @@
+"""The ``liaison`` command, run as a real subprocess against real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, make_root, read_csv, run_csv
+from liaison.client import Client
+
+SMALL = ["-i", "n_trials:=3", "-i", "frames_per_trial:=2"]
+
+
+def liaison_command() -> list[str]:
+    script = Path(sys.executable).parent / "liaison"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "liaison.cli"]
+
+
+def cli(*args: str, token: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "LIAISON_TOKEN"}
+    if token is not None:
+        env["LIAISON_TOKEN"] = token
+    return subprocess.run([*liaison_command(), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_experiments_lists_what_a_server_would_find_without_importing(tmp_path):
+    result = cli("experiments", str(EXAMPLES), "--json")
+    assert result.returncode == 0, result.stderr
+    found = {e["key"]: e for e in json.loads(result.stdout)}
+    assert found["stroop_lite"]["kind"] == "psyexp" and found["rt_demo"]["kind"] == "py"
+    assert found["rt_demo"]["exp_info"]["n_trials"] == 10
+    text = cli("experiments", str(EXAMPLES))
+    assert text.returncode == 0 and "stroop_lite" in text.stdout and "rt_demo" in text.stdout
+    missing = cli("experiments", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr
+
+
+def test_schema_is_the_protocol_json_schema():
+    result = cli("schema")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    text = json.dumps(schema)
+    for name in ("auth", "request", "reply", "event", "pause", "set_exp_info"):
+        assert name in text
+
+
+def test_run_follows_to_the_end_and_the_exit_code_is_the_outcome(server):
+    done = cli("run", server.url, "frames_demo", "-i", "participant=cli", *SMALL, token=server.token)
+    assert done.returncode == 0, done.stderr
+    assert "completed: 3 rows" in done.stdout
+    run_id = done.stdout.split()[1]
+    with Client(server.url, server.token) as client:
+        record = client.get_run(run_id)
+    rows = read_csv(run_csv(record["data_dir"]))
+    assert [r["participant"] for r in rows] == ["cli"] * 3
+    assert [r["n_trials"] for r in rows] == ["3"] * 3, ":= passes a typed value"
+
+    failed = cli("run", server.url, "raises_demo", token=server.token)
+    assert failed.returncode == 1
+    assert "deliberate failure in raises_demo" in failed.stderr
+
+
+def test_run_usage_and_connection_errors_exit_2(server):
+    bad_pair = cli("run", server.url, "frames_demo", "-i", "no-equals-sign", token=server.token)
+    assert bad_pair.returncode == 2 and "key=value" in bad_pair.stderr
+    bad_json = cli("run", server.url, "frames_demo", "-i", "n:={oops", token=server.token)
+    assert bad_json.returncode == 2 and "must be JSON" in bad_json.stderr
+    wrong_token = cli("run", server.url, "frames_demo", token="not-the-token")
+    assert wrong_token.returncode == 2 and "unauthorized" in wrong_token.stderr
+    nobody = cli("run", "ws://127.0.0.1:9/", "frames_demo", token=server.token)
+    assert nobody.returncode == 2 and "cannot connect" in nobody.stderr
+    unknown = cli("run", server.url, "no_such_experiment", token=server.token)
+    assert unknown.returncode == 1 and "not_found" in unknown.stderr
+
+
+def test_send_prints_results_and_typed_errors(server):
+    state = cli("send", server.url, "state", token=server.token)
+    assert state.returncode == 0, state.stderr
+    assert json.loads(state.stdout)["status"] == "idle"
+    conflict = cli("send", server.url, "resume", token=server.token)
+    assert conflict.returncode == 1 and "conflict" in conflict.stderr
+    invalid = cli("send", server.url, "skip_trials", '{"n": "two"}', token=server.token)
+    assert invalid.returncode == 1 and "invalid_args" in invalid.stderr and '"n"' in invalid.stderr
+    not_json = cli("send", server.url, "skip_trials", "{n: 2}", token=server.token)
+    assert not_json.returncode == 2 and "JSON object" in not_json.stderr
+    observer = cli("send", server.url, "pause", "--observer", token=server.token)
+    assert observer.returncode == 1 and "forbidden" in observer.stderr
+
+
+def test_watch_streams_events_as_json_lines(server):
+    with Client(server.url, server.token) as client:
+        since = client.ping()["last_seq"]  # so the watcher cannot miss what follows, however slow it starts
+    watcher = subprocess.Popen(
+        [*liaison_command(), "watch", server.url, "--json", "--since", str(since), "--count", "200",
+         "--idle-timeout", "20"],
+        env={**os.environ, "LIAISON_TOKEN": server.token}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[dict] = []
+    reader = threading.Thread(target=lambda: lines.extend(json.loads(line) for line in watcher.stdout),
+                              daemon=True)
+    reader.start()
+    try:
+        with Client(server.url, server.token) as client:
+            run = client.run("frames_demo", {"participant": "watched", "n_trials": 3, "frames_per_trial": 2})
+            run.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                e["event"] == "run_finished" and e["data"]["run_id"] == run.run_id for e in list(lines)):
+            time.sleep(0.05)
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+    mine = [e for e in lines if e["data"].get("run_id") == run.run_id]
+    kinds = [e["event"] for e in mine if e["event"] != "status"]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished", kinds
+    assert sum(len(e["data"]["rows"]) for e in mine if e["event"] == "data_rows") == 3
+    seqs = [e["seq"] for e in lines]
+    assert seqs == sorted(set(seqs)) and seqs[0] == since + 1, "from --since on, in order, no duplicates"
+
+
+def test_serve_prints_where_and_shuts_down_gracefully_on_sigterm(tmp_path):
+    """SIGTERM stops the running experiment, saves its data and says goodbye (1001)."""
+    root = make_root(tmp_path, examples=False)
+    data_dir = tmp_path / "data"
+    process = subprocess.Popen(
+        [*liaison_command(), "serve", str(root), "--port", "0", "--data-dir", str(data_dir),
+         "--window-size", "320x240", "--frame-rate", "60"],
+        env={k: v for k, v in os.environ.items() if k != "LIAISON_TOKEN"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )
+    try:
+        printed: dict[str, str] = {}
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not {"WebSocket", "Token"} <= printed.keys():
+            line = process.stdout.readline()
+            if not line:
+                break
+            name, _, value = line.strip().partition(":")
+            printed[name] = value.strip().split()[0] if value.strip() else ""
+        assert {"WebSocket", "Dashboard", "Token"} <= printed.keys(), (printed, process.stderr.read())
+        url, token = printed["WebSocket"], printed["Token"]
+        assert url.startswith("ws://127.0.0.1:"), "binds to loopback by default"
+        assert printed["Dashboard"].endswith(f"#token={token}"), "the token goes in the fragment only"
+        with Client(url, token, reconnect=False) as client:
+            run = client.run("frames_demo", {"participant": "sigterm", "n_trials": 100_000,
+                                             "frames_per_trial": 10})
+            for event in client.events(timeout=30):
+                if event.event == "data_rows" and event.run_id == run.run_id:
+                    break
+            process.send_signal(signal.SIGTERM)
+            end = run.wait(timeout=60)
+            assert end.data["outcome"] == "stopped"
+            for _ in client.events(timeout=30):
+                pass  # drain until the server closes the connection
+            assert client._async.goodbye["code"] == 1001
+        assert process.wait(60) == 0
+        rows = read_csv(run_csv(data_dir / "runs" / run.run_id))
+        assert rows and all(r["participant"] == "sigterm" for r in rows)
+        logs = process.stderr.read()
+        assert token not in logs, "the token is never logged"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
