@@ -12,8 +12,11 @@
 
 The server runs on its own thread (ServerThread) with its worker process; the
 clients run as asyncio tasks in one event loop on the main thread, so clients
-and server share this process's GIL. Numbers are for comparing, on one
-machine, in one run. Usage:
+and server share this process's GIL. The three round-trip measures are
+interleaved in rounds so they see the same machine conditions. On a small VM
+a cross-thread round trip is bimodal (threads woken on the same core or on the
+other one); ``taskset -c 0`` in front of the command gives steadier numbers.
+Numbers are for comparing, on one machine, in one run. Usage:
   .venv/bin/python scripts/bench_server.py [--quick] [--out artifacts/bench_server.json]
 """
 
@@ -332,12 +335,14 @@ async def bench_fanout(url: str, n_clients: int, n_events: int, window: int, pha
         except (asyncio.TimeoutError, asyncio.CancelledError):
             pass
 
-    last_delivery = max((st.last_receive for st in stats if st.last_receive), default=None)
-    elapsed = (last_delivery - t_first) if last_delivery else None
     received = [st.received for st in stats]
+    complete = sent == n_events and all(r == n_events for r in received)
+    last_delivery = max((st.last_receive for st in stats if st.last_receive), default=None)
+    # Rates only mean something when every observer got every event.
+    elapsed = (last_delivery - t_first) if last_delivery and complete else None
     lags = [lag for st in stats for lag in st.lags_ms]
     result = {
-        "clients": n_clients, "events": n_events, "sent": sent, "window": window,
+        "clients": n_clients, "events": n_events, "sent": sent, "window": window, "complete": complete,
         "replies_ok": replies["ok"], "replies_error": replies["error"], "reply_errors": replies["errors"],
         "controller_closed": replies.get("controller_closed"),
         "send_seconds": t_sent - t_first,
@@ -346,6 +351,7 @@ async def bench_fanout(url: str, n_clients: int, n_events: int, window: int, pha
         "events_per_s": n_events / elapsed if elapsed else None,
         "deliveries_per_s": n_events * n_clients / elapsed if elapsed else None,
         "accepted_per_s": (replies["ok"] / (replies["last"] - t_first)) if replies["last"] else None,
+        "received_per_client": received,
         "lost": n_events * n_clients - sum(received),
         "lost_per_client": [n_events - r for r in received],
         "duplicates": sum(st.duplicates for st in stats),
@@ -468,6 +474,8 @@ def main() -> None:
         for closed in fan["closed_by_server"]:
             print(f"    client {closed['client']} closed by server: code {closed['code']} "
                   f"({closed['reason']}) after {closed['received']} events")
+        if not fan["complete"]:
+            print("    INCOMPLETE: not every observer received every event; no events/s or deliveries/s")
         if fan["sent"] < fan["events"]:
             print(f"    only {fan['sent']} of {fan['events']} annotations sent within {timeout:g} s")
     print(f"server start-up {startup:.1f} s; total {report['total_s']:.1f} s")

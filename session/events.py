@@ -106,6 +106,19 @@ class RunFailed(Event):
 
 
 @dataclass(kw_only=True, slots=True)
+class RunRecovered(Event):
+    """An interrupted run's data were rebuilt from the journal (after a crash or a kill)."""
+
+    type: ClassVar[str] = "run_recovered"
+    run_id: str
+    key: str
+    rows: int
+    data_files: list[str]
+    reason: str
+    damage: str | None = None
+
+
+@dataclass(kw_only=True, slots=True)
 class ExpInfoChanged(Event):
     type: ClassVar[str] = "exp_info_changed"
     run_id: str | None
@@ -152,7 +165,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         ExperimentAdded, StatusChanged, RunStarted, RunPaused, RunResumed, RunStopping,
-        RunFinished, RunFailed, ExpInfoChanged, DataRows, DataAdded, Annotated, TrialsChanged,
+        RunFinished, RunFailed, RunRecovered, ExpInfoChanged, DataRows, DataAdded, Annotated, TrialsChanged,
     )
 }
 

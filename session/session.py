@@ -22,8 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import control
+from . import control, records
 from .builder_shim import BuilderSessionShim
+from .capture import CapturedOutput
 from .errors import Busy, Conflict, NotFound, WrongThread
 from .events import (
     Annotated, DataAdded, DataRows, Event, ExperimentAdded, ExpInfoChanged, Publisher, RunFailed,
@@ -46,6 +47,7 @@ class RunTicket:
     exp_info: dict[str, Any]
     seed: int | None
     stop_requested: bool = False
+    stop_outcome: str = "stopped"  # "aborted" when the supervisor is gone
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Session:
         publisher: Publisher | None = None,
         discover_experiments: bool = True,
         open_window: bool = True,
+        capture_output: bool = False,
     ) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
@@ -110,6 +113,7 @@ class Session:
         self.events = publisher or Publisher()
         self.queue = MainThreadQueue()
         self.params: dict[str, Any] = dict(params or {})
+        self.capture_output = capture_output  # runs' fd 1/2 to their folder (worker processes)
         if isinstance(window, dict):
             window = WindowParams.from_dict(window)
         self.windows = WindowHost(window, rest_message)
@@ -283,11 +287,17 @@ class Session:
         self._require_main("run")
         if self._ticket is not ticket:
             raise Conflict("this run ticket is not the pending one")
+        data_dir = self.data_dir / "runs" / ticket.run_id
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.capture_output:
+            return self._execute(ticket, data_dir)
+        with CapturedOutput(data_dir):
+            return self._execute(ticket, data_dir)
+
+    def _execute(self, ticket: RunTicket, data_dir: Path) -> RunResult:
         from psychopy import core, logging
 
         key = ticket.key
-        data_dir = self.data_dir / "runs" / ticket.run_id
-        data_dir.mkdir(parents=True, exist_ok=True)
         seed = ticket.seed if ticket.seed is not None else secrets.randbits(32)
         active = ActiveRun(ticket=ticket, data_dir=data_dir, exp_info={})
         run_log = logging.LogFile(str(data_dir / "run.log"), level=logging.EXP, filemode="w")
@@ -302,6 +312,8 @@ class Session:
             module = load_module(experiment, self.cache_dir)
             exp_info = self._build_exp_info(module, ticket.exp_info)
             active.exp_info = exp_info
+            records.start_record(data_dir, run_id=ticket.run_id, key=key, experiment_path=experiment.path,
+                                 root=self.root, script=experiment.script, exp_info=dict(exp_info), seed=seed)
             random.seed(seed)
             import numpy
 
@@ -337,8 +349,8 @@ class Session:
                 outcome, error, tb = ("stopped" if ticket.stop_requested else "completed"), None, None
         finally:
             os.chdir(old_cwd)
-        if outcome == "completed" and ticket.stop_requested:
-            outcome = "stopped"
+        if outcome in ("completed", "stopped") and ticket.stop_requested:
+            outcome = ticket.stop_outcome
         result = self._finish(active, module, outcome, error, tb, seed, guard, run_log)
         return result
 
@@ -392,6 +404,7 @@ class Session:
             duration=time.perf_counter() - active.started, gc_max_pause=guard.max_pause,
             error=error, traceback=tb,
         )
+        self._write_record(result, ticket)
         self.runs.append(result)
         if outcome == "failed":
             self.events.publish(RunFailed(
@@ -406,6 +419,27 @@ class Session:
         self._set_status(IDLE)
         GcGuard.collect_between_runs()
         return result
+
+    def _write_record(self, result: RunResult, ticket: RunTicket) -> None:
+        """Close the run's manifest and STATUS (a failure here must not lose the result)."""
+        try:
+            if records.read_manifest(result.data_dir) is None:  # ended before it could start
+                experiment = self.experiments.get(ticket.key)
+                records.start_record(
+                    result.data_dir, run_id=ticket.run_id, key=ticket.key,
+                    experiment_path=experiment.path if experiment else self.root / ticket.key,
+                    root=self.root, script=experiment.script if experiment else None,
+                    exp_info=dict(result.exp_info or ticket.exp_info), seed=result.seed,
+                )
+            files = sorted(set(result.data_files) | {records.MANIFEST_FILE, records.STATUS_FILE})
+            result.data_files = files
+            records.finish_record(result.data_dir, outcome=result.outcome, rows=result.rows, data_files=files,
+                                  exp_info=dict(result.exp_info), duration=result.duration, error=result.error,
+                                  gc_max_pause=result.gc_max_pause)
+        except Exception:  # noqa: BLE001
+            import logging as std_logging
+
+            std_logging.getLogger("session").exception("could not write the record of run %s", result.run_id)
 
     @staticmethod
     def _describe_result(result: RunResult) -> dict[str, Any]:
@@ -499,10 +533,16 @@ class Session:
 
         return self._on_frame(active, apply)
 
-    def stop(self) -> Future:
-        """Ask the run to end at its next frame (or not to start); its data are saved."""
+    def stop(self, *, outcome: str = "stopped") -> Future:
+        """Ask the run to end at its next frame (or not to start); its data are saved.
+
+        ``outcome="aborted"`` records that the run was cut short by its host
+        going away rather than by the experimenter.
+        """
         from psychopy.constants import FINISHED
 
+        if outcome not in ("stopped", "aborted"):
+            raise ValueError("outcome must be 'stopped' or 'aborted'")
         with self._lock:
             ticket = self._current_ticket()
             if ticket is None:
@@ -510,6 +550,7 @@ class Session:
             if ticket.stop_requested:
                 raise Conflict("the run is already stopping")
             ticket.stop_requested = True
+            ticket.stop_outcome = outcome
             active = self._active
             self._set_status(STOPPING)
             self.events.publish(RunStopping(run_id=ticket.run_id, key=ticket.key))

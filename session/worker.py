@@ -138,7 +138,7 @@ class _ChildServer:
             if method == "shutdown":
                 if session._current_ticket() is not None:
                     try:
-                        session.stop()
+                        session.stop(outcome=kwargs.get("outcome", "stopped"))
                     except SessionError:
                         pass
                 session.queue.stop()
@@ -178,9 +178,9 @@ class _ChildServer:
         while True:
             try:
                 message = self.conn.recv()
-            except (EOFError, OSError):  # parent gone: finish the run's data and leave
+            except (EOFError, OSError):  # parent gone: save the run's data, mark it aborted, leave
                 if self.session is not None:
-                    self.handle(-1, "shutdown", {})
+                    self.handle(-1, "shutdown", {"outcome": "aborted"})
                 return
             try:
                 request_id, method, kwargs = message
@@ -207,6 +207,7 @@ def child_main(conn, config: WorkerConfig) -> None:
         server.session = Session(
             config.root, data_dir=config.data_dir, window=config.window or None,
             params=config.params, rest_message=config.rest_message, publisher=publisher,
+            capture_output=True,
         )
     except BaseException as exc:  # noqa: BLE001
         server.send(("failed", {**_error_payload(exc), "traceback": traceback.format_exc()}))
@@ -235,10 +236,13 @@ class WorkerHost:
     """
 
     def __init__(self, config: WorkerConfig, publisher: Publisher | None = None,
-                 on_exit: Callable[[int | None], None] | None = None) -> None:
+                 on_exit: Callable[[int | None], None] | None = None,
+                 on_start: Callable[["WorkerHost"], None] | None = None) -> None:
         self.config = config
         self.events = publisher or Publisher()
         self.on_exit = on_exit
+        self.on_start = on_start  # after every successful (re)start, e.g. to restore state
+        self.lost_runs: set[str] = set()  # runs whose end this host announced because the worker died
         self.process: subprocess.Popen | None = None
         self.info: dict[str, Any] = {}
         self._conn = None
@@ -289,6 +293,8 @@ class WorkerHost:
         if self._failure is not None:
             raise WorkerDied(f"the session worker failed to start: {self._failure.get('message')}\n"
                              f"{self._failure.get('traceback', '')}")
+        if self.on_start is not None:
+            self.on_start(self)
         return self.info
 
     @property
@@ -419,6 +425,7 @@ class WorkerHost:
         run = self.current_run
         self.current_run = None
         if run is not None:
+            self.lost_runs.add(run["run_id"])
             self.events.publish(RunFinished(
                 run_id=run["run_id"], key=run["key"], outcome="aborted", rows=run["rows"],
                 data_files=[], duration=0.0,

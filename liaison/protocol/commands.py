@@ -44,6 +44,7 @@ TOPIC_OF_EVENT: dict[str, Topic] = {
     "run_stopping": Topic.RUNS,
     "run_finished": Topic.RUNS,
     "run_failed": Topic.RUNS,
+    "run_recovered": Topic.RUNS,
     "exp_info_changed": Topic.EXP_INFO,
     "data_rows": Topic.DATA,
     "data_added": Topic.DATA,

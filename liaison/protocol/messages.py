@@ -189,6 +189,7 @@ EVENT_NOTES: dict[str, str] = {
     "run_resumed": "The paused experiment continues.",
     "run_stopping": "A stop was requested; `run_finished` follows when the run has ended.",
     "run_failed": "The run ended with an error; the data recorded until then were saved if possible.",
+    "run_recovered": "An interrupted run's rows were rebuilt from the journal into a CSV in its folder.",
     "exp_info_changed": "The experiment info (participant, session, ...) was updated.",
     "data_added": "A value was added to the run's data with `add_data`.",
     "annotation": "A free-text note was added with `annotate`.",
@@ -204,7 +205,7 @@ FIELD_NOTES: dict[str, str] = {
     "status": "New status: idle, starting, running, paused, stopping (or worker_exited).",
     "data_dir": "Folder the run saves its data in.",
     "latency": "Seconds from the request to the experiment observing it.",
-    "outcome": "completed or stopped.",
+    "outcome": "completed, stopped or aborted.",
     "data_files": "Data files the run saved.",
     "duration": "Run length in seconds.",
     "gc_max_pause": "Longest garbage-collector pause during the run, in seconds.",
@@ -218,6 +219,9 @@ FIELD_NOTES: dict[str, str] = {
     "n": "Number of trials moved.",
     "run_finished.rows": "Rows of data the run saved.",
     "run_failed.rows": "Rows of data saved before the failure.",
+    "run_recovered.rows": "Rows found in the journal and written to the recovered CSV.",
+    "reason": "Why the run was interrupted.",
+    "damage": "What was wrong with the journal, if anything (a torn last write, ...).",
     "data_rows.rows": "New rows (one object per completed trial) since the previous `data_rows`.",
 }
 

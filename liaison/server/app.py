@@ -2,7 +2,11 @@
 
 The session (and PsychoPy) live in a worker process; this process only
 speaks WebSocket and HTTP, so the experiment's main thread never waits on a
-client. If the worker dies it is restarted and clients are told.
+client. If the worker dies it is restarted, its run's journalled rows are
+rebuilt into a CSV, and clients are told. The journal (``DATA/journal.sqlite``)
+holds every event and command; on start the server resumes its numbering,
+run history, session params and added experiments from it, and recovers runs
+a crash left open.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any
 
 from websockets.asyncio.server import serve
 
-from session.events import Publisher, StatusChanged
+from session.events import Event, Publisher, RunRecovered, StatusChanged
+from session.journal import Journal
+from session.recovery import rebuild_run, recover
 from session.worker import WorkerConfig, WorkerHost
 
 from .. import __version__
@@ -28,7 +34,7 @@ from .connection import ClientConnection
 from .dispatch import Dispatcher
 from .http import HttpFront
 from .hub import Hub
-from .runs import RunTracker
+from .runs import RunHistory
 
 log = logging.getLogger("liaison.server")
 DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
@@ -40,9 +46,14 @@ class LiaisonServer:
         if config.web_dir is None:
             config.web_dir = DEFAULT_WEB_DIR
         self.version = __version__
-        self.session_id = secrets.token_hex(8)
-        self.publisher = Publisher()
-        self.runs = RunTracker()
+        self.journal = Journal.in_dir(config.data_dir, durable=config.durable)
+        self.session_id = self.journal.get_state("session_id")
+        if self.session_id is None:  # one id per data folder, so clients' `since` survives restarts
+            self.session_id = secrets.token_hex(8)
+            self.journal.set_state("session_id", self.session_id)
+        self.publisher = Publisher(first_seq=self.journal.last_seq + 1)
+        self.runs = RunHistory(self.journal)
+        self.recovery = None
         self.dispatcher = Dispatcher(self)
         self.connections: set[ClientConnection] = set()
         self.hub: Hub | None = None
@@ -66,10 +77,52 @@ class LiaisonServer:
                            "worker_restarts": self.host.restarts, "clients": len(self.connections)}
         return state
 
-    def journal_command(self, conn: ClientConnection, cmd: str, args: dict[str, Any]) -> None:
-        """Record who asked for what (the crash-safe journal hooks in here)."""
-        if cmd not in ("ping", "state", "trials", "list_runs", "get_run", "replay"):
+    def journal_command(self, conn: ClientConnection, cmd: str, args: dict[str, Any], request_id: Any = None) -> None:
+        """Record who asked for what, before it is carried out."""
+        try:
+            self.journal.record_command(client_id=conn.client_id, client_name=conn.name, role=conn.role, cmd=cmd,
+                                        args=args, request_id=request_id)
+        except Exception:  # noqa: BLE001 - the command still runs; the failure is loud
+            log.exception("could not journal command %s", cmd)
+        if cmd not in ("ping", "state", "trials", "list_runs", "get_run", "replay", "list_experiments"):
             log.info("client %s (%s) -> %s", conn.client_id, conn.role, cmd)
+
+    # --- state that outlives the worker and the server ----------------------------------
+    def remember_experiment(self, path: str, key: str | None) -> None:
+        added = [e for e in self.journal.get_state("added_experiments", []) if e["path"] != path]
+        self.journal.set_state("added_experiments", added + [{"path": path, "key": key}])
+
+    def _on_worker_start(self, host: WorkerHost) -> None:
+        """Give every fresh worker the experiments clients added to the ones before it."""
+        for entry in self.journal.get_state("added_experiments", []):
+            try:
+                host.request("add_experiment", timeout=120, path=entry["path"], key=entry["key"])
+            except Exception as exc:  # noqa: BLE001 - a file may have gone since
+                log.warning("could not re-add experiment %s: %s", entry["path"], exc)
+
+    def _on_event(self, event: Event) -> None:
+        """Hub listener (loop thread, after the event is journalled)."""
+        if event.type == "exp_info_changed" and event.run_id is None:
+            self.journal.set_state("params", event.exp_info)
+        elif event.type in ("run_finished", "run_failed") and self.host is not None \
+                and event.run_id in self.host.lost_runs:
+            self.host.lost_runs.discard(event.run_id)
+            self.loop.run_in_executor(None, self._rebuild_lost_run, event.run_id)
+
+    def _rebuild_lost_run(self, run_id: str) -> None:
+        """The worker died under this run: its journalled rows become its CSV."""
+        run = self.journal.run(run_id)
+        if run is None:
+            return
+        reason = "the session worker was killed or died during the run"
+        try:
+            done = rebuild_run(self.journal, run, reason=reason)
+        except Exception:  # noqa: BLE001
+            log.exception("could not rebuild the data of run %s", run_id)
+            return
+        log.warning("run %s: rebuilt %d rows from the journal into %s", run_id, done["rows"], done["csv"])
+        self.publisher.publish(RunRecovered(run_id=run_id, key=run["key"], rows=done["rows"],
+                                            data_files=done["data_files"], reason=reason))
 
     # --- worker supervision ------------------------------------------------------------
     def _worker_exited(self, code: int | None) -> None:
@@ -103,13 +156,21 @@ class LiaisonServer:
         config = self.config
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.hub = Hub(self.loop, config.replay_size)
-        self.hub.listeners.append(self.runs)
+        self.hub = Hub(self.loop, config.replay_size, journal=self.journal,
+                       replay_limit=max(1, min(25_000, config.client_queue_limit // 2)))
+        self.hub.listeners.append(self._on_event)
         self.publisher.subscribe(self.hub.push)
+        if self.journal.damage:
+            log.error("journal: %s", self.journal.damage.describe())
+        self.recovery = await self.loop.run_in_executor(
+            None, lambda: recover(self.journal, self.publisher.publish, wait=config.recovery_wait))
+        for run in self.recovery.runs:
+            log.warning("recovered interrupted run %s: %d rows rebuilt into %s", run["run_id"], run["rows"], run["csv"])
+        params = {**self.journal.get_state("params", {}), **config.params}
         self.host = WorkerHost(
-            WorkerConfig(root=str(config.root), data_dir=str(config.data_dir) if config.data_dir else None,
-                         window=config.window, params=config.params, headless=config.headless),
-            publisher=self.publisher, on_exit=self._worker_exited,
+            WorkerConfig(root=str(config.root), data_dir=str(config.data_dir), window=config.window, params=params,
+                         headless=config.headless),
+            publisher=self.publisher, on_exit=self._worker_exited, on_start=self._on_worker_start,
         )
         await self.loop.run_in_executor(None, lambda: self.host.start(timeout=180))
         if install_signals:
@@ -144,6 +205,8 @@ class LiaisonServer:
         closing = [conn.close(CloseCode.GOING_AWAY, "server shutting down") for conn in list(self.connections)]
         if closing:
             await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), 10)
+        self.hub._drain()  # journal what is still queued
+        self.journal.close()
 
 
 class ServerThread:

@@ -18,7 +18,7 @@ class ServerConfig:
     token: str | None = None  # None: generate one at start
     no_auth: bool = False  # only allowed on loopback
     allowed_origins: list[str] = field(default_factory=list)
-    data_dir: Path | None = None
+    data_dir: Path | None = None  # default: ROOT/data
     headless: bool | None = None
     window: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
@@ -29,11 +29,12 @@ class ServerConfig:
     replay_size: int = 100_000
     abort_grace: float = 2.0
     web_dir: Path | None = None
+    durable: bool = False  # fsync the journal on every batch (survives power loss, costs ~ms)
+    recovery_wait: float = 30.0  # seconds to let an orphaned worker finish saving before recovery
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
-        if self.data_dir is not None:
-            self.data_dir = Path(self.data_dir).resolve()
+        self.data_dir = Path(self.data_dir).resolve() if self.data_dir is not None else self.root / "data"
         if self.no_auth and self.host not in LOOPBACK:
             raise ValueError("--no-auth is only allowed when binding to loopback (127.0.0.1 or ::1)")
         if not self.no_auth and not self.token:

@@ -177,7 +177,7 @@ class ClientConnection:
                 raise ProtocolError(ErrorCode.FORBIDDEN, f"observers cannot use {cmd!r}",
                                     request_id=request.id)
             args = request.args.model_dump() if request.args is not None else {}
-            self.server.journal_command(self, cmd, args)
+            self.server.journal_command(self, cmd, args, request.id)
             try:
                 outcome = self.server.dispatcher.start(self, cmd, args)
             except ProtocolError as error:

@@ -108,8 +108,10 @@ class Dispatcher:
     def cmd_set_exp_info(self, conn, values: dict[str, Any]):
         return self._worker("update_exp_info", values=values)
 
-    def cmd_add_experiment(self, conn, path: str, key: str | None = None):
-        return self._worker("add_experiment", SLOW_TIMEOUT, path=path, key=key)
+    async def cmd_add_experiment(self, conn, path: str, key: str | None = None):
+        result = await self._worker("add_experiment", SLOW_TIMEOUT, path=path, key=key)
+        self.server.remember_experiment(path, key)  # so restarted workers and servers have it too
+        return result
 
     def cmd_setup_window(self, conn, **params: Any):
         changes = {k: v for k, v in params.items() if v is not None}

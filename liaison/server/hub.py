@@ -1,24 +1,30 @@
-"""Fan events out to clients: serialise once, buffer for replay, never block.
+"""Fan events out to clients: serialise once, journal, buffer for replay, never block.
 
 Events arrive from the worker's reader thread. They are queued and handed to
 the event loop in batches (one wake-up per batch, not per event), serialised
-to JSON once, appended to the replay buffer, and put on every subscribed
-client's bounded outbox. A client whose outbox overflows is cut off (it is
-told why) so it can never slow the others, the server or the experiment.
+to JSON once, written to the journal in one transaction per batch (so nothing
+reaches a client that is not on disk), appended to the replay buffer, and put
+on every subscribed client's bounded outbox. A client whose outbox overflows
+is cut off (it is told why) so it can never slow the others, the server or
+the experiment. A client asking for events older than the in-memory buffer
+gets them from the journal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from session.events import Event
+from session.journal import Journal
 
 from ..protocol import TOPIC_OF_EVENT, Topic, event_json
 
+log = logging.getLogger("liaison.server")
 
 @dataclass
 class Subscriber:
@@ -51,11 +57,15 @@ class Subscriber:
 class Hub:
     """Owns the event sequence seen by clients, the replay buffer and subscribers."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, replay_size: int = 100_000) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, replay_size: int = 100_000,
+                 journal: Journal | None = None, replay_limit: int = 25_000) -> None:
         self.loop = loop
         self.replay: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=replay_size)
         self.subscribers: dict[str, Subscriber] = {}
-        self.last_seq = 0
+        self.journal = journal
+        self.replay_limit = replay_limit  # most events replayed to one client; older ones are a gap
+        self.last_seq = journal.last_seq if journal is not None else 0
+        self.journal_errors = 0
         self.listeners: list[Callable[[Event], None]] = []
         self._incoming: collections.deque[Event] = collections.deque()
         self._scheduled = False
@@ -79,22 +89,66 @@ class Hub:
             self._scheduled = False
         incoming = self._incoming
         while incoming:
-            self.dispatch(incoming.popleft())
+            batch = []
+            while incoming and len(batch) < 4096:
+                event = incoming.popleft()
+                batch.append((event, TOPIC_OF_EVENT.get(event.type, Topic.STATUS).value, event_json(event)))
+            self._journal(batch)
+            for item in batch:
+                self._fan_out(*item)
 
     def dispatch(self, event: Event) -> None:
-        topic = TOPIC_OF_EVENT.get(event.type, Topic.STATUS).value
-        text = event_json(event)
+        """Journal and fan out one event (loop thread)."""
+        item = (event, TOPIC_OF_EVENT.get(event.type, Topic.STATUS).value, event_json(event))
+        self._journal([item])
+        self._fan_out(*item)
+
+    def _journal(self, batch: list[tuple[Event, str, str]]) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.append(batch)
+        except Exception:  # noqa: BLE001 - a full disk must not silence the session; say so loudly
+            self.journal_errors += 1
+            log.exception("could not write %d events to the journal (seq %d..%d)", len(batch),
+                          batch[0][0].seq, batch[-1][0].seq)
+
+    def _fan_out(self, event: Event, topic: str, text: str) -> None:
         self.last_seq = event.seq
         self.replay.append((event.seq, topic, text))
         for listener in self.listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001
+                log.exception("event listener failed on %s", event.type)
         for subscriber in list(self.subscribers.values()):
             if subscriber.wants(topic):
                 subscriber.offer(event.seq, text)
 
     @property
     def first_seq(self) -> int:
+        """Oldest event still in memory."""
         return self.replay[0][0] if self.replay else self.last_seq + 1
+
+    def _replay_items(self, since: int, topics: set[str]) -> tuple[list[tuple[int, str, str]], tuple[int, int] | None]:
+        """What a client that saw up to ``since`` missed, and the range it cannot have.
+
+        At most ``replay_limit`` events are replayed; a client further behind
+        gets the newest ones and a gap notice for the rest. Events that left
+        the memory buffer come from the journal.
+        """
+        start = max(since, self.last_seq - self.replay_limit)
+        gap = (since + 1, start) if start > since else None
+        first_in_memory = self.first_seq
+        items: list[tuple[int, str, str]] = []
+        if start + 1 < first_in_memory:
+            if self.journal is not None:
+                items = self.journal.event_texts(start, first_in_memory, topics)
+            else:
+                gap = (since + 1, first_in_memory - 1)
+        everything = Topic.ALL.value in topics
+        items += [item for item in self.replay if item[0] > start and (everything or item[1] in topics)]
+        return items, gap
 
     def subscribe(self, subscriber: Subscriber, since: int | None) -> tuple[str, tuple[int, int] | None]:
         """Register and queue what the client missed since ``since``.
@@ -106,20 +160,14 @@ class Hub:
         self.subscribers[subscriber.client_id] = subscriber
         if since is None:
             return "none", None
-        gap = None
-        if since + 1 < self.first_seq:
-            gap = (since + 1, self.first_seq - 1)
-        for seq, topic, text in self.replay:
-            if seq > since and subscriber.wants(topic):
-                subscriber.offer(seq, text)
+        items, gap = self._replay_items(since, subscriber.topics)
+        for seq, _topic, text in items:
+            subscriber.offer(seq, text)
         return ("gap" if gap else "full"), gap
 
     def replay_since(self, since: int, topics: Iterable[str]) -> tuple[list[str], tuple[int, int] | None]:
-        topics = set(topics)
-        gap = (since + 1, self.first_seq - 1) if since + 1 < self.first_seq else None
-        wanted = [text for seq, topic, text in self.replay
-                  if seq > since and (Topic.ALL.value in topics or topic in topics)]
-        return wanted, gap
+        items, gap = self._replay_items(since, set(topics))
+        return [text for _, _, text in items], gap
 
     def unsubscribe(self, client_id: str) -> None:
         self.subscribers.pop(client_id, None)
