@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import SessionError
-from .events import Event, Publisher, RunFailed, RunFinished, StatusChanged
+from .events import Event, Publisher, RunFinished, StatusChanged
 
 # Commands the receiver thread applies itself (they never touch GL).
 IMMEDIATE = {
@@ -242,7 +242,7 @@ class WorkerHost:
         self.events = publisher or Publisher()
         self.on_exit = on_exit
         self.on_start = on_start  # after every successful (re)start, e.g. to restore state
-        self.lost_runs: set[str] = set()  # runs whose end this host announced because the worker died
+        self.lost_runs: dict[str, str] = {}  # run id -> why: runs whose end this host announced
         self.process: subprocess.Popen | None = None
         self.info: dict[str, Any] = {}
         self._conn = None
@@ -255,6 +255,8 @@ class WorkerHost:
         self._failure: dict[str, Any] | None = None
         self.current_run: dict[str, Any] | None = None
         self._killing = False
+        self._up = threading.Event()
+        self.restarting = False  # a fresh worker is on its way: commands may wait for it
         self.restarts = 0
 
     # lifecycle -------------------------------------------------------------------
@@ -295,7 +297,17 @@ class WorkerHost:
                              f"{self._failure.get('traceback', '')}")
         if self.on_start is not None:
             self.on_start(self)
+        self._up.set()
+        self.restarting = False
         return self.info
+
+    def wait_up(self, timeout: float) -> bool:
+        """Wait while a restart is under way; True once a worker is serving."""
+        deadline = time.monotonic() + timeout
+        while not self._up.wait(0.05):
+            if not self.restarting or time.monotonic() > deadline:
+                return self.alive
+        return self.alive
 
     @property
     def alive(self) -> bool:
@@ -305,6 +317,7 @@ class WorkerHost:
     def kill(self) -> None:
         """End the worker at once (SIGKILL): for runs that ignore stop."""
         self._killing = True
+        self._up.clear()
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
@@ -312,9 +325,13 @@ class WorkerHost:
             self._reader.join(10)
 
     def restart(self, timeout: float = 60.0) -> dict[str, Any]:
-        self.kill()
-        self.restarts += 1
-        return self.start(timeout)
+        self.restarting = True
+        try:
+            self.kill()
+            self.restarts += 1
+            return self.start(timeout)
+        finally:
+            self.restarting = False
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop any run (its data are saved), close the window, end the worker."""
@@ -366,8 +383,12 @@ class WorkerHost:
             time.sleep(0.01)
         if self.current_run is None:
             return {"run_id": run["run_id"], "killed": False}
-        self.kill()
-        self.start(timeout)
+        self.restarting = True
+        try:
+            self.kill()
+            self.start(timeout)
+        finally:
+            self.restarting = False
         self.restarts += 1
         return {"run_id": run["run_id"], "killed": True}
 
@@ -413,6 +434,7 @@ class WorkerHost:
         self.events.publish(event)
 
     def _on_death(self, process) -> None:
+        self._up.clear()
         try:
             code = process.wait(5)
         except subprocess.TimeoutExpired:
@@ -424,14 +446,13 @@ class WorkerHost:
                 future.set_exception(WorkerDied(f"the session worker exited (code {code})"))
         run = self.current_run
         self.current_run = None
-        if run is not None:
-            self.lost_runs.add(run["run_id"])
+        if run is not None:  # cut short from outside the experiment: aborted, whatever the cause
+            self.lost_runs[run["run_id"]] = (
+                "the run was aborted: its worker did not stop in time and was killed" if self._killing
+                else f"the session worker died during the run (exit code {code})")
             self.events.publish(RunFinished(
                 run_id=run["run_id"], key=run["key"], outcome="aborted", rows=run["rows"],
                 data_files=[], duration=0.0,
-            ) if self._killing else RunFailed(
-                run_id=run["run_id"], key=run["key"], rows=run["rows"],
-                error=f"the session worker died (exit code {code})", traceback="",
             ))
         self.events.publish(StatusChanged(status="worker_exited" if not self._killing else "idle"))
         self._ready.set()

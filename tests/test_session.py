@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 import time
@@ -161,10 +162,12 @@ def test_add_data_and_annotate_land_in_the_saved_csv(session, recorder):
     def control():
         assert wait_until(lambda: session.status == "running")
         time.sleep(0.1)
+        session.pause().result(5)  # hold the trial so both notes land on the same row
         session.add_data("operator_note", "lights dimmed").result(5)
         session.annotate("participant sneezed").result(5)
         session.annotate("second note, same trial").result(5)
         session.update_exp_info({"condition": "B"}).result(5)
+        session.resume().result(5)
         time.sleep(0.1)
         session.stop().result(5)
 
@@ -315,3 +318,62 @@ def test_examples_run_end_to_end_in_process(session, recorder, key, trials):
     assert {r["participant"] for r in rows if r.get("participant")} == {f"inproc-{key}"}
     # the compiled .psyexp lives in the data dir's cache, never next to the user's file
     assert not (session.root / key / f"{key}.py").exists() or key == "rt_demo"
+
+
+def test_manifest_records_how_the_run_came_to_be(session, session_root, tmp_path):
+    import hashlib
+    import json
+    import platform
+    import socket as socket_module
+
+    import psychopy
+
+    before = time.time()
+    result = session.run("frames_demo", {"participant": "prov", "n_trials": 2, "frames_per_trial": 2}, seed=1234)
+    folder = Path(result.data_dir)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    experiment_file = session_root / "fixtures" / "frames_demo.py"
+    assert manifest["run_id"] == result.run_id and folder.name == result.run_id
+    assert manifest["experiment"]["key"] == "frames_demo"
+    assert manifest["experiment"]["file"] == "fixtures/frames_demo.py"
+    assert manifest["experiment"]["sha256"]["frames_demo.py"] == hashlib.sha256(experiment_file.read_bytes()).hexdigest()
+    assert manifest["experiment"]["git"] is None, "the test root is no git work tree"
+    assert manifest["exp_info"]["participant"] == "prov" and manifest["exp_info"]["session"] == "042"
+    assert manifest["exp_info"]["date"] == result.exp_info["date"]
+    assert manifest["seeds"] == {"seed": 1234, "random": 1234, "numpy": 1234}
+    env = manifest["environment"]
+    assert env["packages"]["psychopy"] == psychopy.__version__
+    assert env["python"] == platform.python_version() and env["host"] == socket_module.gethostname()
+    assert env["os"] == platform.platform()
+    assert before <= manifest["started"] <= manifest["ended"] <= time.time()
+    assert manifest["outcome"] == "completed" and manifest["status"] == "FINISHED" and manifest["rows"] == 2
+    assert (folder / "STATUS").read_text() == "FINISHED\n"
+    assert any(name.endswith(".csv") for name in manifest["data_files"])
+
+
+def test_manifest_names_the_git_commit_of_the_experiments(session, session_root):
+    import json
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(session_root), *args], check=True, capture_output=True,
+                              text=True, env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                                              "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}).stdout
+
+    git("init", "-q")
+    git("add", "fixtures")
+    git("commit", "-qm", "experiments")
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        result = session.run("frames_demo", {"participant": "git", "n_trials": 1, "frames_per_trial": 1})
+        manifest = json.loads((Path(result.data_dir) / "manifest.json").read_text())
+        assert manifest["experiment"]["git"] == {"commit": commit, "dirty": False}
+        (session_root / "fixtures" / "notes.txt").write_text("changed after the commit")
+        result = session.run("frames_demo", {"participant": "git", "n_trials": 1, "frames_per_trial": 1})
+        manifest = json.loads((Path(result.data_dir) / "manifest.json").read_text())
+        assert manifest["experiment"]["git"] == {"commit": commit, "dirty": True}
+    finally:
+        import shutil
+
+        shutil.rmtree(session_root / ".git")
+        (session_root / "fixtures" / "notes.txt").unlink(missing_ok=True)

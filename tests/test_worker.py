@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -153,8 +154,8 @@ def test_worker_death_is_detected_and_reported(host):
     host.log.wait_for(lambda e: e.type == "status" and e.status == "running" and e.run_id == run_id)
     pending = host.submit("current_trial")
     os.kill(host.process.pid, signal.SIGKILL)
-    end = host.log.wait_for(lambda e: getattr(e, "run_id", None) == run_id and e.type == "run_failed")
-    assert "died" in end.error
+    end = host.log.wait_for(lambda e: getattr(e, "run_id", None) == run_id and e.type == "run_finished")
+    assert end.outcome == "aborted" and "died" in host.lost_runs[run_id] and "-9" in host.lost_runs[run_id]
     host.log.wait_for(lambda e: e.type == "status" and e.status == "worker_exited")
     if not pending.done() or pending.exception() is not None:
         with pytest.raises(WorkerDied):
@@ -185,3 +186,16 @@ def test_worker_starts_when_the_parent_set_a_default_socket_timeout(tmp_path):
         assert worker.request("ping")["pid"] == worker.process.pid
     finally:
         worker.shutdown()
+
+
+def test_a_run_s_output_and_record_are_in_its_folder(host):
+    run_id, end = run_to_end(host, "frames_demo", {"participant": "out", "n_trials": 2, "frames_per_trial": 2})
+    assert end.outcome == "completed"
+    started = next(e for e in host.log.of_run(run_id) if e.type == "run_started")
+    folder = Path(started.data_dir)
+    assert "frames_demo: 2 trials for out" in (folder / "stdout.log").read_text()
+    assert "frames_demo: a line on stderr" in (folder / "stderr.log").read_text()
+    assert (folder / "STATUS").read_text().strip() == "FINISHED"
+    assert {"stdout.log", "stderr.log", "run.log", "manifest.json", "STATUS"} <= set(end.data_files)
+    # the worker's own console is back after the run
+    assert host.request("ping")["pid"] == host.process.pid

@@ -106,15 +106,14 @@ class LiaisonServer:
             self.journal.set_state("params", event.exp_info)
         elif event.type in ("run_finished", "run_failed") and self.host is not None \
                 and event.run_id in self.host.lost_runs:
-            self.host.lost_runs.discard(event.run_id)
-            self.loop.run_in_executor(None, self._rebuild_lost_run, event.run_id)
+            reason = self.host.lost_runs.pop(event.run_id)
+            self.loop.run_in_executor(None, self._rebuild_lost_run, event.run_id, reason)
 
-    def _rebuild_lost_run(self, run_id: str) -> None:
+    def _rebuild_lost_run(self, run_id: str, reason: str) -> None:
         """The worker died under this run: its journalled rows become its CSV."""
         run = self.journal.run(run_id)
         if run is None:
             return
-        reason = "the session worker was killed or died during the run"
         try:
             done = rebuild_run(self.journal, run, reason=reason)
         except Exception:  # noqa: BLE001
@@ -129,11 +128,13 @@ class LiaisonServer:
         if self._shutting_down or self.host is None or self.host._killing:
             return
         log.error("session worker exited unexpectedly (code %s); restarting", code)
+        self.host.restarting = True  # commands arriving meanwhile wait for the new worker
         threading.Thread(target=self._restart_worker, daemon=True).start()
 
     def _restart_worker(self) -> None:
         with self._restarting:
             if self._shutting_down or self.host.alive:
+                self.host.restarting = False
                 return
             try:
                 self.host.restart(timeout=120)

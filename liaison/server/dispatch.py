@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # Seconds to wait for the worker's reply; frame-synchronous commands take one frame.
 DEFAULT_TIMEOUT = 30.0
 SLOW_TIMEOUT = 180.0
+RESTART_WAIT = 120.0  # how long a command waits for a worker that is being restarted
 
 # Commands that map one-to-one onto a worker method: cmd -> (method, args rename).
 WORKER_COMMANDS: dict[str, str] = {
@@ -56,8 +57,17 @@ class Dispatcher:
         self.server = server
 
     def _worker(self, method: str, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any):
-        future = self.server.host.submit(method, **kwargs)
-        return asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        host = self.server.host
+        if host.alive or not host.restarting:  # submit now, in arrival order
+            return asyncio.wait_for(asyncio.wrap_future(host.submit(method, **kwargs)), timeout)
+        return self._after_restart(method, timeout, kwargs)
+
+    async def _after_restart(self, method: str, timeout: float, kwargs: dict[str, Any]):
+        """The worker is being replaced (it died, or an abort killed it): wait for the new one."""
+        host = self.server.host
+        if not await asyncio.get_running_loop().run_in_executor(None, host.wait_up, RESTART_WAIT):
+            raise ProtocolError(ErrorCode.BUSY, "the session worker is restarting and not back yet; try again")
+        return await asyncio.wait_for(asyncio.wrap_future(host.submit(method, **kwargs)), timeout)
 
     def start(self, conn: "ClientConnection", cmd: str, args: dict[str, Any]):
         """Begin a command; returns a result or an awaitable yielding it."""

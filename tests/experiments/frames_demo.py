@@ -4,6 +4,7 @@ It records, in module globals, the frame counter and the frame at which it
 observed pause/resume/stop, so tests can check commands land within frames.
 """
 import os
+import sys
 import time
 
 from psychopy import data, visual
@@ -58,6 +59,8 @@ def saveData(thisExp):
 def run(expInfo, thisExp, win, globalClock=None, thisSession=None):
     global FRAME
     thisExp.status = STARTED
+    print(f"frames_demo: {expInfo['n_trials']} trials for {expInfo['participant']}", flush=True)
+    sys.stderr.write("frames_demo: a line on stderr\n")
     trials = data.TrialHandler2(
         trialList=[{"i": i} for i in range(int(expInfo["n_trials"]))], nReps=1,
         method="sequential", name="trials", extraInfo=expInfo, originPath=-1, seed=None,

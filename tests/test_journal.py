@@ -1,0 +1,141 @@
+"""The journal on its own: what it stores, how it replays, and what a torn write leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from liaison.protocol import event_json
+from liaison.server.hub import Hub, Subscriber
+from session.events import Annotated, DataRows, Publisher, RunFinished, RunStarted
+from session.journal import Journal, check_wal
+from session.recovery import recover
+
+
+def published(journal: Journal, events, batch: int = 1):
+    """Number the events and append them to the journal in transactions of ``batch``."""
+    publisher = Publisher(first_seq=journal.last_seq + 1)
+    numbered = [publisher.publish(e) for e in events]
+    items = [(e, "runs" if e.type.startswith("run_") else "data", event_json(e)) for e in numbered]
+    for i in range(0, len(items), batch):
+        journal.append(items[i:i + batch])
+    return numbered
+
+
+def a_run(run_id="r1", rows=3, end=True, data_dir="/nonexistent"):
+    events = [RunStarted(run_id=run_id, key="demo", exp_info={"participant": "p"}, data_dir=data_dir)]
+    events += [DataRows(run_id=run_id, key="demo", first_row=i, rows=[{"i": i, "rt": 0.5 + i}]) for i in range(rows)]
+    if end:
+        events.append(RunFinished(run_id=run_id, key="demo", outcome="completed", rows=rows, data_files=["a.csv"],
+                                  duration=1.0))
+    return events
+
+
+def test_events_runs_and_commands_are_stored_and_survive_reopening(tmp_path):
+    journal = Journal.in_dir(tmp_path)
+    events = published(journal, a_run(rows=3), batch=2)
+    journal.record_command(client_id="c1", client_name="cli", role="controller", cmd="run",
+                           args={"key": "demo"}, request_id=7)
+    journal.set_state("params", {"session": "002"})
+    journal.close()
+
+    again = Journal.in_dir(tmp_path)
+    assert not again.damage, again.damage.describe()
+    assert again.last_seq == events[-1].seq == 5
+    texts = again.event_texts(0)
+    assert [seq for seq, _, _ in texts] == [1, 2, 3, 4, 5]
+    assert json.loads(texts[1][2]) == json.loads(event_json(events[1])), "stored as the wire JSON"
+    run = again.run("r1")
+    assert run["status"] == "ended" and run["outcome"] == "completed" and run["rows"] == 3
+    assert run["data_files"] == ["a.csv"] and run["exp_info"] == {"participant": "p"}
+    assert again.data_rows("r1") == [{"i": 0, "rt": 0.5}, {"i": 1, "rt": 1.5}, {"i": 2, "rt": 2.5}]
+    assert again.commands()[0] == {"time": pytest.approx(again.commands()[0]["time"]), "client_id": "c1",
+                                   "client_name": "cli", "role": "controller", "cmd": "run",
+                                   "args": {"key": "demo"}, "request_id": "7"}
+    assert again.get_state("params") == {"session": "002"}
+    assert again.unfinished_runs() == []
+
+
+def test_topics_filter_and_range(tmp_path):
+    journal = Journal.in_dir(tmp_path)
+    published(journal, a_run(rows=2))
+    assert [s for s, _, _ in journal.event_texts(0, topics={"runs"})] == [1, 4]
+    assert [s for s, _, _ in journal.event_texts(1, 4)] == [2, 3]
+    assert [s for s, _, _ in journal.event_texts(0, limit=2)] == [1, 2]
+
+
+def test_a_torn_write_keeps_every_complete_transaction_and_is_reported(tmp_path):
+    live = Journal.in_dir(tmp_path / "live")
+    notes = [Annotated(run_id=None, text=f"note {i}") for i in range(200)]
+    published(live, notes, batch=10)  # 20 transactions, all still in the write-ahead log
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("journal.sqlite", "journal.sqlite-wal"):
+        shutil.copy(tmp_path / "live" / name, copy / name)
+    assert not check_wal(copy / "journal.sqlite-wal"), "an intact log is no damage"
+    wal = copy / "journal.sqlite-wal"
+    size = wal.stat().st_size
+    with open(wal, "r+b") as handle:
+        handle.truncate(size - 1500)  # cut the last frame in half: a write torn by a crash
+
+    damaged = Journal(copy / "journal.sqlite")
+    assert damaged.damage and "incomplete write" in damaged.damage.describe()
+    assert damaged.damage.wal_bytes_discarded > 0
+    kept = damaged.event_texts(0)
+    assert [seq for seq, _, _ in kept] == list(range(1, 191)), "the torn transaction goes, all before it stay"
+    assert [json.loads(t)["data"]["text"] for _, _, t in kept] == [f"note {i}" for i in range(190)]
+    published(damaged, [Annotated(run_id=None, text="after")])
+    assert damaged.last_seq == 191, "and the journal carries on"
+    live.close()
+
+
+def test_recovery_closes_open_runs_and_rebuilds_their_rows(tmp_path):
+    journal = Journal.in_dir(tmp_path)
+    run_dir = tmp_path / "runs" / "r2"
+    run_dir.mkdir(parents=True)
+    published(journal, a_run("r1", rows=1) + a_run("r2", rows=4, end=False, data_dir=str(run_dir)))
+    out = []
+
+    def publish(event):
+        out.append(published(journal, [event])[0])
+
+    report = recover(journal, publish, reason="test crash", wait=0)
+    assert [r["run_id"] for r in report.runs] == ["r2"]
+    assert [e.type for e in out] == ["run_finished", "run_recovered"]
+    assert out[0].outcome == "aborted" and out[1].rows == 4
+    assert journal.run("r2")["outcome"] == "aborted" and journal.unfinished_runs() == []
+    csv_text = (run_dir / "demo_recovered.csv").read_text().splitlines()
+    assert csv_text == ["i,rt", "0,0.5", "1,1.5", "2,2.5", "3,3.5"]
+    assert (run_dir / "STATUS").read_text() == "ABORTED\n"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["recovery"]["reason"] == "test crash" and manifest["recovery"]["rows_from_journal"] == 4
+    assert recover(journal, publish, wait=0).runs == [], "recovering twice does nothing more"
+
+
+def test_hub_replays_from_the_journal_beyond_its_memory_and_caps_the_replay(tmp_path):
+    journal = Journal.in_dir(tmp_path)
+    loop = asyncio.new_event_loop()
+    try:
+        hub = Hub(loop, replay_size=10, journal=journal, replay_limit=30)
+        publisher = Publisher()
+        for i in range(50):
+            hub.dispatch(publisher.publish(Annotated(run_id=None, text=str(i))))
+        assert [s for s, _, _ in hub.replay] == list(range(41, 51))
+
+        near = Subscriber("a", {"all"}, 1000, lambda s: None)
+        assert hub.subscribe(near, since=25) == ("full", None)
+        assert [seq for seq, _ in near.outbox] == list(range(26, 51)), "26..40 from disk, 41..50 from memory"
+
+        far = Subscriber("b", {"all"}, 1000, lambda s: None)
+        assert hub.subscribe(far, since=5) == ("gap", (6, 20))
+        assert [seq for seq, _ in far.outbox] == list(range(21, 51)), "only the newest 30"
+
+        texts, gap = hub.replay_since(38, {"annotations"})
+        assert gap is None and [json.loads(t)["seq"] for t in texts] == list(range(39, 51))
+        assert journal.last_seq == 50
+    finally:
+        loop.close()
