@@ -17,7 +17,7 @@ from typing import Any, List, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0].strip("`"),
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0].replace("``", ""),
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 TOKEN_HELP = "Access token (or set LIAISON_TOKEN)."
@@ -110,7 +110,12 @@ def serve(
                               headless=headless, window=window, params=parse_pairs(param, "--param"))
     except ValueError as exc:
         fail(str(exc))
-    server = LiaisonServer(config)
+    from session.datalock import DataDirBusy
+
+    try:
+        server = LiaisonServer(config)
+    except DataDirBusy as exc:
+        fail(f"{exc}; use another --data-dir or stop that server")
 
     async def main() -> None:
         task = asyncio.create_task(server.serve(install_signals=True))
@@ -291,6 +296,81 @@ def experiments(
         typer.echo(f"{r['key']:<{width}}  {r['kind']:<6}  {r['path']}  {{{info}}}")
         if r["problem"]:
             typer.secho(f"{'':<{width}}  problem: {r['problem']}", fg=typer.colors.YELLOW)
+
+
+def _journal_or_fail(data_dir: Path, readonly: bool):
+    from session.journal import JOURNAL_FILE, Journal
+
+    if not (data_dir / JOURNAL_FILE).exists():
+        fail(f"no journal in {data_dir} (expected {JOURNAL_FILE}; is this a server's --data-dir?)")
+    return Journal.in_dir(data_dir, readonly=readonly)
+
+
+@app.command()
+def runs(
+    data_dir: Path = typer.Argument(..., help="A server's data folder (ROOT/data by default)."),
+    limit: int = typer.Option(50, help="Show at most this many runs, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the runs recorded in DATA_DIR's journal: status, duration, rows (read-only)."""
+    from session.records import read_status
+
+    journal = _journal_or_fail(data_dir, readonly=True)
+    try:
+        found = journal.runs(limit)
+    finally:
+        journal.close()
+    for run in found:
+        run["folder_status"] = read_status(Path(run["data_dir"])) if run.get("data_dir") else None
+        ended = run["ended"] or None
+        run["duration"] = round(ended - run["started"], 3) if ended and run["started"] else None
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, default=str))
+        return
+    if not found:
+        typer.echo(f"no runs in {data_dir}")
+        return
+    typer.echo(f"{'run id':<44} {'experiment':<16} {'status':<9} {'duration':>9} {'rows':>6}")
+    for run in found:
+        duration = f"{run['duration']:.1f} s" if run["duration"] is not None else "-"
+        status = run["folder_status"] or run["status"].upper()
+        typer.echo(f"{run['run_id']:<44} {run['key']:<16} {status:<9} {duration:>9} {run['rows']:>6}")
+
+
+@app.command()
+def recover(
+    data_dir: Path = typer.Argument(..., help="A server's data folder, with no server running on it."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Close runs a crash left open: rebuild their CSV from the journal, mark them ABORTED.
+
+    A server does this by itself when it starts; this is for a data folder
+    you want to inspect or archive without starting one.
+    """
+    from session.datalock import DataDirBusy, DataDirLock
+    from session.events import Publisher
+    from session.recovery import recover as recover_runs
+
+    from .protocol import TOPIC_OF_EVENT, Topic, event_json
+
+    try:
+        lock = DataDirLock(data_dir).acquire()
+    except DataDirBusy as exc:
+        fail(f"{exc}: a running server recovers by itself")
+    try:
+        journal = _journal_or_fail(data_dir, readonly=False)
+        publisher = Publisher(first_seq=journal.last_seq + 1)
+        publisher.subscribe(lambda event: journal.append(
+            [(event, TOPIC_OF_EVENT.get(event.type, Topic.STATUS).value, event_json(event))]))
+        report = recover_runs(journal, publisher.publish, reason="recovered offline by `liaison recover` "
+                              "after the server stopped during the run")
+        journal.close()
+    finally:
+        lock.release()
+    if as_json:
+        typer.echo(json.dumps({"damage": report.damage, "runs": report.runs}, indent=2))
+    else:
+        typer.echo(report.describe())
 
 
 def main() -> None:

@@ -172,3 +172,42 @@ def test_serve_prints_where_and_shuts_down_gracefully_on_sigterm(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+def test_runs_and_offline_recover_on_a_data_folder(tmp_path):
+    from session.datalock import DataDirLock
+    from test_journal import a_run, published
+
+    from session.journal import Journal
+
+    data = tmp_path / "data"
+    run_dir = data / "runs" / "r-open"
+    run_dir.mkdir(parents=True)
+    journal = Journal.in_dir(data)
+    published(journal, a_run("r-done", rows=2) + a_run("r-open", rows=3, end=False, data_dir=str(run_dir)))
+    journal.close()
+
+    listing = cli("runs", str(data), "--json")
+    assert listing.returncode == 0, listing.stderr
+    assert [(r["run_id"], r["status"]) for r in json.loads(listing.stdout)] == [("r-open", "running"),
+                                                                                ("r-done", "ended")]
+    with DataDirLock(data):
+        busy = cli("recover", str(data))
+    assert busy.returncode == 2 and "in use" in busy.stderr
+
+    done = cli("recover", str(data))
+    assert done.returncode == 0, done.stderr
+    assert "r-open: ABORTED, 3 rows rebuilt into demo_recovered.csv" in done.stdout
+    assert (run_dir / "demo_recovered.csv").read_text().splitlines()[1:] == ["0,0.5", "1,1.5", "2,2.5"]
+    table = cli("runs", str(data))
+    assert table.returncode == 0
+    line = next(line for line in table.stdout.splitlines() if line.startswith("r-open"))
+    assert "ABORTED" in line and line.split()[-1] == "3"
+    assert cli("recover", str(data)).stdout.strip() == "nothing to recover"
+    assert cli("runs", str(tmp_path)).returncode == 2, "no journal there"
+
+
+def test_a_second_server_on_the_same_data_folder_is_refused(server):
+    busy = cli("serve", str(server.config.root), "--port", "0", "--data-dir", str(server.config.data_dir))
+    assert busy.returncode == 2
+    assert "in use" in busy.stderr and "--data-dir" in busy.stderr

@@ -22,6 +22,7 @@ from typing import Any
 
 from websockets.asyncio.server import serve
 
+from session.datalock import DataDirLock
 from session.events import Event, Publisher, RunRecovered, StatusChanged
 from session.journal import Journal
 from session.recovery import rebuild_run, recover
@@ -46,6 +47,7 @@ class LiaisonServer:
         if config.web_dir is None:
             config.web_dir = DEFAULT_WEB_DIR
         self.version = __version__
+        self.lock = DataDirLock(config.data_dir).acquire()  # DataDirBusy if another server has it
         self.journal = Journal.in_dir(config.data_dir, durable=config.durable)
         self.session_id = self.journal.get_state("session_id")
         if self.session_id is None:  # one id per data folder, so clients' `since` survives restarts
@@ -154,6 +156,18 @@ class LiaisonServer:
 
     async def serve(self, install_signals: bool = False) -> None:
         """Start the worker, then serve until :meth:`request_stop` or a signal."""
+        try:
+            await self._serve(install_signals)
+        finally:  # also when start-up failed (port taken, no display...): leave nothing behind
+            self._shutting_down = True
+            if self.host is not None:
+                await asyncio.get_running_loop().run_in_executor(None, lambda: self.host.shutdown(timeout=60))
+            if self.hub is not None:
+                self.hub._drain()  # journal what is still queued
+            self.journal.close()
+            self.lock.release()
+
+    async def _serve(self, install_signals: bool) -> None:
         config = self.config
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -206,8 +220,6 @@ class LiaisonServer:
         closing = [conn.close(CloseCode.GOING_AWAY, "server shutting down") for conn in list(self.connections)]
         if closing:
             await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), 10)
-        self.hub._drain()  # journal what is still queued
-        self.journal.close()
 
 
 class ServerThread:
