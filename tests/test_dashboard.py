@@ -227,6 +227,13 @@ def test_abort_asks_first_then_ends_a_hung_run(server, page):
     row = page.locator(f'#history-table tbody tr[data-run-id="{run_id}"]')
     expect(row.locator(".outcome")).to_have_text("aborted", timeout=60_000)
     expect(page.get_by_role("status").filter(has_text="Run aborted")).to_be_visible(timeout=60_000)
+    # the killed run's journalled rows come back as a CSV, announced and downloadable
+    expect(page.locator("#event-log")).to_contain_text("rebuilt from the journal", timeout=30_000)
+    recovered = row.get_by_role("button", name=re.compile(r"hangs_demo_recovered\.csv"))
+    with page.expect_download() as download_info:
+        recovered.click()
+    content = Path(download_info.value.path()).read_text(encoding="utf-8")
+    assert "hung" in content.splitlines()[1], "the participant's row is in it"
 
 
 def test_observer_sees_the_session_but_no_controls(server, page):

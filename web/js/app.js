@@ -462,6 +462,19 @@ function onEvent(msg) {
       }
       break;
     }
+    case "run_recovered": {
+      const rec = recordFor(d.run_id);
+      if (rec) {
+        rec.data_files = d.data_files || rec.data_files || [];
+        rec.rows = Math.max(rec.rows || 0, d.rows || 0);
+        renderHistory();
+      }
+      const text = `Run ${d.run_id} of ${d.key} was interrupted (${d.reason}); ` +
+        `${d.rows} row${d.rows === 1 ? "" : "s"} rebuilt from the journal`;
+      toast("info", text);
+      logEvent(t, text);
+      break;
+    }
     case "exp_info_changed": {
       if (!d.run_id || d.run_id === app.runId) app.runExpInfo = d.exp_info || {};
       const rec = recordFor(d.run_id);
