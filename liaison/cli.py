@@ -268,6 +268,17 @@ def schema() -> None:
     typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
 
 
+def listed_plainly(rows: list[dict[str, Any]], as_json: bool, empty: str) -> bool:
+    """Print ``rows`` as JSON, or say there are none; False when a table is still wanted."""
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return True
+    if not rows:
+        typer.echo(empty)
+        return True
+    return False
+
+
 @app.command()
 def experiments(
     root: Path = typer.Argument(..., help="Folder to search."),
@@ -284,11 +295,7 @@ def experiments(
         problem = shadowed_module(exp.path.stem, exp.path.parent)
         rows.append({**exp.describe(root.resolve()),
                      "problem": f"named like the installed module '{problem}'" if problem else None})
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2, default=str))
-        return
-    if not rows:
-        typer.echo(f"no experiments under {root}")
+    if listed_plainly(rows, as_json, f"no experiments under {root}"):
         return
     width = max(len(r["key"]) for r in rows)
     for r in rows:
@@ -324,11 +331,7 @@ def runs(
         run["folder_status"] = read_status(Path(run["data_dir"])) if run.get("data_dir") else None
         ended = run["ended"] or None
         run["duration"] = round(ended - run["started"], 3) if ended and run["started"] else None
-    if as_json:
-        typer.echo(json.dumps(found, indent=2, default=str))
-        return
-    if not found:
-        typer.echo(f"no runs in {data_dir}")
+    if listed_plainly(found, as_json, f"no runs in {data_dir}"):
         return
     typer.echo(f"{'run id':<44} {'experiment':<16} {'status':<9} {'duration':>9} {'rows':>6}")
     for run in found:
