@@ -116,26 +116,50 @@ def test_recovery_closes_open_runs_and_rebuilds_their_rows(tmp_path):
     assert recover(journal, publish, wait=0).runs == [], "recovering twice does nothing more"
 
 
-def test_hub_replays_from_the_journal_beyond_its_memory_and_caps_the_replay(tmp_path):
+def drain_catch_up(hub, subscriber, page=8):
+    """What the connection's sender does: read pages until caught up."""
+    seqs = []
+    while subscriber.catching_up:
+        items, subscriber.cursor = hub.page(subscriber.cursor, subscriber.topics, page)
+        seqs += [seq for seq, _ in items]
+        hub.caught_up(subscriber)
+    return seqs
+
+
+def test_a_reconnecting_client_catches_up_from_memory_and_journal_then_goes_live(tmp_path):
     journal = Journal.in_dir(tmp_path)
     loop = asyncio.new_event_loop()
     try:
-        hub = Hub(loop, replay_size=10, journal=journal, replay_limit=30)
+        hub = Hub(loop, replay_size=10, journal=journal)
         publisher = Publisher()
         for i in range(50):
             hub.dispatch(publisher.publish(Annotated(run_id=None, text=str(i))))
-        assert [s for s, _, _ in hub.replay] == list(range(41, 51))
+        assert [s for s, _, _ in hub.replay] == list(range(41, 51)), "memory holds only the newest 10"
 
-        near = Subscriber("a", {"all"}, 1000, lambda s: None)
-        assert hub.subscribe(near, since=25) == ("full", None)
-        assert [seq for seq, _ in near.outbox] == list(range(26, 51)), "26..40 from disk, 41..50 from memory"
+        client = Subscriber("a", {"all"}, limit=5, on_overflow=lambda s: None)
+        assert hub.subscribe(client, since=25) == ("full", None)
+        hub.dispatch(publisher.publish(Annotated(run_id=None, text="during catch-up")))
+        assert not client.outbox, "nothing queued while catching up, so no overflow however far behind"
+        assert drain_catch_up(hub, client) == list(range(26, 52)), "26..40 from disk, the rest from memory"
+        hub.dispatch(publisher.publish(Annotated(run_id=None, text="live")))
+        assert [seq for seq, _ in client.outbox] == [52], "then live, with nothing missed or repeated"
 
-        far = Subscriber("b", {"all"}, 1000, lambda s: None)
-        assert hub.subscribe(far, since=5) == ("gap", (6, 20))
-        assert [seq for seq, _ in far.outbox] == list(range(21, 51)), "only the newest 30"
+        texts, gap, more = hub.replay_since(38, {"annotations"}, limit=5)
+        assert gap is None and more and [json.loads(t)["seq"] for t in texts] == [39, 40, 41, 42, 43]
+        assert hub.replay_since(0, {"status"}, limit=100) == ([], None, False), "topic filter"
+    finally:
+        loop.close()
 
-        texts, gap = hub.replay_since(38, {"annotations"})
-        assert gap is None and [json.loads(t)["seq"] for t in texts] == list(range(39, 51))
-        assert journal.last_seq == 50
+
+def test_without_the_events_anywhere_the_client_is_told_of_the_gap():
+    loop = asyncio.new_event_loop()
+    try:
+        hub = Hub(loop, replay_size=10)  # no journal: only memory
+        publisher = Publisher()
+        for i in range(50):
+            hub.dispatch(publisher.publish(Annotated(run_id=None, text=str(i))))
+        client = Subscriber("b", {"all"}, limit=100, on_overflow=lambda s: None)
+        assert hub.subscribe(client, since=5) == ("gap", (6, 40))
+        assert drain_catch_up(hub, client) == list(range(41, 51))
     finally:
         loop.close()

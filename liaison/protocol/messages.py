@@ -76,7 +76,7 @@ class Auth(Envelope):
     role: Role = Field("controller", description=(
         "\"controller\" may use every command; \"observer\" only reads (see each command's role)."))
     since: Optional[Annotated[StrictInt, Field(ge=0)]] = Field(None, description=(
-        "Resume after a disconnect: replay every buffered event with `seq` > since before live "
+        "Resume after a disconnect: replay every stored event with `seq` > since before live "
         "events. null: live events only."))
     client: Optional[Annotated[StrictStr, Field(max_length=100)]] = Field(
         None, description="A name for this client, shown in server logs.")
@@ -107,7 +107,7 @@ class Welcome(Envelope):
     last_seq: int = Field(description="`seq` of the newest event when the snapshot was taken.")
     replay: ReplayKind = Field(description=(
         "\"none\": no `since` given; \"full\": every event after `since` follows; \"gap\": some "
-        "were no longer buffered, a `gap` message follows saying which."))
+        "are no longer stored, a `gap` message follows saying which."))
 
 
 class ErrorBody(BaseModel):
@@ -163,7 +163,7 @@ class Gap(Envelope):
     type: Literal["gap"] = Field("gap", description="Message type.")
     from_seq: int = Field(description="First missing `seq`.")
     to_seq: int = Field(description="Last missing `seq`.")
-    reason: str = Field(description="Why, e.g. \"older events are no longer buffered\".")
+    reason: str = Field(description="Why, e.g. \"these events are no longer stored\".")
 
 
 class Goodbye(Envelope):

@@ -85,7 +85,7 @@ def example_messages() -> dict[str, str]:
         EventMessage(seq=129, event="run_paused", time=1735732800.25,
                      data={"run_id": "20250101T120000-stroop_lite-a1b2c3", "key": "stroop_lite",
                            "latency": 0.012}),
-        Gap(from_seq=1, to_seq=99, reason="older events are no longer buffered"),
+        Gap(from_seq=1, to_seq=99, reason="these events are no longer stored"),
         Goodbye(code=int(CloseCode.SLOW_CONSUMER), reason="client too slow: more than 50000 events queued"),
     ]
     texts = {message.type: dumps(message) for message in examples if message.type != "reply"}
@@ -437,24 +437,26 @@ def markdown_doc() -> str:
 
     add("## Replay and gaps")
     add("")
-    add("Events carry `seq`, strictly increasing within a server session (`hello.session_id`). "
-        "The server keeps a bounded buffer of recent events so a client can reconnect without "
-        "losing any:")
+    add("Events carry `seq`, strictly increasing within a server session (`hello.session_id`, one per "
+        "data folder: numbering continues across server restarts). The server keeps recent events in "
+        "memory and every event in its journal, so a client can reconnect without losing any:")
     add("")
     add("1. Remember the `seq` of the last event you processed.")
     add("2. After a disconnect, reconnect and send it as `auth.since`. The server replays every "
-        "buffered event with `seq > since` (of your subscribed topics), then continues live; "
-        "`welcome.replay` is `\"full\"`.")
-    add("3. If some of those events are no longer buffered, `welcome.replay` is `\"gap\"` and a "
+        "event with `seq > since` (of your subscribed topics), at the pace you read them, then "
+        "continues live; `welcome.replay` is `\"full\"`.")
+    add("3. If some of those events are no longer stored, `welcome.replay` is `\"gap\"` and a "
         "`gap` message names the missing range `from_seq..to_seq` (inclusive); what is still "
-        "buffered follows. Re-read state with `state` to resynchronise.")
+        "stored follows. Re-read state with `state` to resynchronise.")
     add("4. Ignore any event whose `seq` is not greater than the last one you processed: a replay "
         "may overlap what you already have.")
-    add("5. If `hello.session_id` differs from the one you last saw, the server restarted and "
-        "`seq` numbering started over; connect without `since` and read the state from `welcome`.")
+    add("5. If `hello.session_id` differs from the one you last saw, you reached a server with "
+        "another data folder and its own numbering; connect without `since` and read the state "
+        "from `welcome`.")
     add("")
     add("`since: null` (the default) means live events only (`welcome.replay` is `\"none\"`). The "
-        "`replay` command returns buffered events in its reply instead of re-sending them. A client "
+        "`replay` command returns stored events in its reply (up to 10,000; `more` says if others "
+        "follow) instead of re-sending them. A client "
         "that does not read its events fast enough is disconnected with close code "
         f"{CloseCode.SLOW_CONSUMER.value} after a `goodbye`; it can reconnect with `since`.")
     add("")

@@ -129,7 +129,7 @@ class ClientConnection:
             from ..protocol import Gap
 
             await self.send_text(dumps(Gap(from_seq=gap[0], to_seq=gap[1],
-                                           reason="older events are no longer buffered")))
+                                           reason="these events are no longer stored")))
         log.info("client %s (%s, %s) connected", self.client_id, self.name or "unnamed", self.role)
         self._spawn(self._pump_events())
 
@@ -142,7 +142,15 @@ class ClientConnection:
     async def _pump_events(self) -> None:
         subscriber = self.subscriber
         outbox = subscriber.outbox
+        hub = self.server.hub
         try:
+            while subscriber.catching_up:  # what it missed first, at the pace it reads
+                items, subscriber.cursor = hub.page(subscriber.cursor, subscriber.topics, MAX_BATCH)
+                if items:
+                    await self.ws.send(items[0][1] if len(items) == 1 else
+                                       "[" + ",".join(text for _, text in items) + "]")
+                    subscriber.delivered_seq = items[-1][0]
+                hub.caught_up(subscriber)  # no await between this check and the switch to live
             while True:
                 await subscriber.wakeup.wait()
                 subscriber.wakeup.clear()

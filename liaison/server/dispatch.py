@@ -91,10 +91,8 @@ class Dispatcher:
         return {"topics": sorted(conn.subscriber.topics)}
 
     def cmd_replay(self, conn, since: int) -> dict[str, Any]:
-        texts, gap = self.server.hub.replay_since(since, conn.subscriber.topics)
-        limit = 10_000
-        result: dict[str, Any] = {"events": [json.loads(t) for t in texts[:limit]],
-                                  "more": len(texts) > limit}
+        texts, gap, more = self.server.hub.replay_since(since, conn.subscriber.topics, limit=10_000)
+        result: dict[str, Any] = {"events": [json.loads(t) for t in texts], "more": more}
         if gap:
             result["gap"] = {"from_seq": gap[0], "to_seq": gap[1]}
         return result
@@ -128,9 +126,10 @@ class Dispatcher:
         return self._worker("setup_window", SLOW_TIMEOUT, params=changes)
 
     async def cmd_trials(self, conn, n: int = 1, start: int = 0) -> dict[str, Any]:
-        current = self._worker("current_trial")
-        future = self._worker("future_trials", n=n, start=start)
-        return {"current": await current, "future": await future}
+        # both asked at once; gather consumes both answers even when one fails
+        current, future = await asyncio.gather(self._worker("current_trial"),
+                                               self._worker("future_trials", n=n, start=start))
+        return {"current": current, "future": future}
 
     async def cmd_abort(self, conn, grace: float = 2.0) -> dict[str, Any]:
         loop = asyncio.get_running_loop()

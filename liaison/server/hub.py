@@ -6,14 +6,21 @@ to JSON once, written to the journal in one transaction per batch (so nothing
 reaches a client that is not on disk), appended to the replay buffer, and put
 on every subscribed client's bounded outbox. A client whose outbox overflows
 is cut off (it is told why) so it can never slow the others, the server or
-the experiment. A client asking for events older than the in-memory buffer
-gets them from the journal.
+the experiment.
+
+A client that reconnects with ``since`` catches up at its own pace: its sender
+reads what it missed page by page, from the in-memory buffer or, further
+back, from the journal, and only joins the live stream once it has caught up.
+So a replay of any length never fills its outbox, and a client cut off for
+being slow can come back and get every event it missed. Only events that
+exist nowhere any more (no journal that old) become an explicit gap.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -25,6 +32,8 @@ from session.journal import Journal
 from ..protocol import TOPIC_OF_EVENT, Topic, event_json
 
 log = logging.getLogger("liaison.server")
+PAGE = 512  # events per catch-up read
+
 
 @dataclass
 class Subscriber:
@@ -38,12 +47,14 @@ class Subscriber:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     overflowed: bool = False
     delivered_seq: int = 0
+    catching_up: bool = False  # reading missed events from the buffer/journal, not the outbox
+    cursor: int = 0  # last seq handled while catching up
 
     def wants(self, topic: str) -> bool:
         return Topic.ALL.value in self.topics or topic in self.topics
 
     def offer(self, seq: int, text: str) -> None:
-        if self.overflowed:
+        if self.overflowed or self.catching_up:  # a catching-up client reads it from the buffer later
             return
         if len(self.outbox) >= self.limit:
             self.overflowed = True
@@ -58,12 +69,11 @@ class Hub:
     """Owns the event sequence seen by clients, the replay buffer and subscribers."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, replay_size: int = 100_000,
-                 journal: Journal | None = None, replay_limit: int = 25_000) -> None:
+                 journal: Journal | None = None) -> None:
         self.loop = loop
         self.replay: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=replay_size)
         self.subscribers: dict[str, Subscriber] = {}
         self.journal = journal
-        self.replay_limit = replay_limit  # most events replayed to one client; older ones are a gap
         self.last_seq = journal.last_seq if journal is not None else 0
         self.journal_errors = 0
         self.listeners: list[Callable[[Event], None]] = []
@@ -130,44 +140,71 @@ class Hub:
         """Oldest event still in memory."""
         return self.replay[0][0] if self.replay else self.last_seq + 1
 
-    def _replay_items(self, since: int, topics: set[str]) -> tuple[list[tuple[int, str, str]], tuple[int, int] | None]:
-        """What a client that saw up to ``since`` missed, and the range it cannot have.
+    def oldest_available(self) -> int:
+        """The oldest seq that can still be replayed (journal, else memory)."""
+        if self.journal is not None:
+            return self.journal.first_seq or self.first_seq
+        return self.first_seq
 
-        At most ``replay_limit`` events are replayed; a client further behind
-        gets the newest ones and a gap notice for the rest. Events that left
-        the memory buffer come from the journal.
-        """
-        start = max(since, self.last_seq - self.replay_limit)
-        gap = (since + 1, start) if start > since else None
+    def page(self, after: int, topics: set[str], limit: int = PAGE) -> tuple[list[tuple[int, str]], int]:
+        """Up to ``limit`` events after ``after`` (filtered by topic) and the seq read up to."""
         first_in_memory = self.first_seq
-        items: list[tuple[int, str, str]] = []
-        if start + 1 < first_in_memory:
-            if self.journal is not None:
-                items = self.journal.event_texts(start, first_in_memory, topics)
-            else:
-                gap = (since + 1, first_in_memory - 1)
+        if after + 1 >= first_in_memory:
+            start = after + 1 - first_in_memory  # seqs in the buffer are contiguous
+            raw = list(itertools.islice(self.replay, start, start + limit))
+        elif self.journal is not None:
+            raw = self.journal.event_texts(after, first_in_memory, limit=limit)
+            if not raw:  # a hole the journal could not record (a disk error was logged): skip it
+                return [], first_in_memory - 1
+        else:
+            raw = []
+        if not raw:
+            return [], after
         everything = Topic.ALL.value in topics
-        items += [item for item in self.replay if item[0] > start and (everything or item[1] in topics)]
-        return items, gap
+        return [(seq, text) for seq, topic, text in raw if everything or topic in topics], raw[-1][0]
 
     def subscribe(self, subscriber: Subscriber, since: int | None) -> tuple[str, tuple[int, int] | None]:
-        """Register and queue what the client missed since ``since``.
+        """Register a client; with ``since``, it first catches up on what it missed.
 
         Returns the replay kind ("none", "full" or "gap") and, for a gap, the
-        missing range. Runs on the loop thread, so no event can slip between
-        the replay and the live stream.
+        range that exists nowhere any more. Runs on the loop thread, so no
+        event can slip between the catch-up and the live stream.
         """
         self.subscribers[subscriber.client_id] = subscriber
         if since is None:
             return "none", None
-        items, gap = self._replay_items(since, subscriber.topics)
-        for seq, _topic, text in items:
-            subscriber.offer(seq, text)
+        gap = None
+        oldest = self.oldest_available()
+        if since + 1 < oldest and since < self.last_seq:
+            gap = (since + 1, min(oldest - 1, self.last_seq))
+            since = gap[1]
+        if since < self.last_seq:
+            subscriber.cursor = since
+            subscriber.catching_up = True
+            subscriber.wakeup.set()
         return ("gap" if gap else "full"), gap
 
-    def replay_since(self, since: int, topics: Iterable[str]) -> tuple[list[str], tuple[int, int] | None]:
-        items, gap = self._replay_items(since, set(topics))
-        return [text for _, _, text in items], gap
+    def caught_up(self, subscriber: Subscriber) -> bool:
+        """Switch a catching-up client to the live stream once nothing is left to read."""
+        if subscriber.cursor >= self.last_seq:
+            subscriber.catching_up = False
+        return not subscriber.catching_up
+
+    def replay_since(self, since: int, topics: Iterable[str], limit: int) -> tuple[list[str], tuple[int, int] | None,
+                                                                                  bool]:
+        """Events after ``since`` for the ``replay`` command: texts, gap, and whether more follow."""
+        topics = set(topics)
+        gap = None
+        oldest = self.oldest_available()
+        if since + 1 < oldest and since < self.last_seq:
+            gap = (since + 1, min(oldest - 1, self.last_seq))
+            since = gap[1]
+        texts: list[str] = []
+        cursor = since
+        while len(texts) < limit and cursor < self.last_seq:
+            items, cursor = self.page(cursor, topics, min(PAGE, limit - len(texts)))
+            texts += [text for _, text in items]
+        return texts, gap, cursor < self.last_seq
 
     def unsubscribe(self, client_id: str) -> None:
         self.subscribers.pop(client_id, None)
