@@ -154,6 +154,13 @@ def check_wal(wal_path: Path) -> Damage:
     return damage
 
 
+def command_row(*, client_id: str | None, client_name: str | None, role: str | None, cmd: str,
+                args: dict[str, Any], request_id: Any = None) -> tuple:
+    """A command as the journal stores it, stamped now."""
+    return (time.time(), client_id, client_name, role, cmd, json.dumps(args, default=str),
+            None if request_id is None else str(request_id))
+
+
 class Journal:
     """Append-only store of a session's events, runs and commands; thread-safe."""
 
@@ -239,13 +246,21 @@ class Journal:
 
     def record_command(self, *, client_id: str | None, client_name: str | None, role: str | None, cmd: str,
                        args: dict[str, Any], request_id: Any = None) -> None:
+        self.record_commands([command_row(client_id=client_id, client_name=client_name, role=role, cmd=cmd,
+                                          args=args, request_id=request_id)])
+
+    def record_commands(self, rows: list[tuple]) -> None:
+        """Store rows made by :func:`command_row`, in one transaction."""
         with self._lock:
-            self._db.execute(
-                "INSERT INTO commands (time, client_id, client_name, role, cmd, args, request_id) "
-                "VALUES (?,?,?,?,?,?,?)",
-                (time.time(), client_id, client_name, role, cmd, json.dumps(args, default=str),
-                 None if request_id is None else str(request_id)),
-            )
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(
+                    "INSERT INTO commands (time, client_id, client_name, role, cmd, args, request_id) "
+                    "VALUES (?,?,?,?,?,?,?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def set_state(self, name: str, value: Any) -> None:
         with self._lock:

@@ -97,6 +97,10 @@ def test_observer_reads_but_cannot_command(server):
                      lambda: observer.annotate("hi"), lambda: observer.set_exp_info({"a": "b"})):
             with pytest.raises(Forbidden):
                 call()
+        me = observer.welcome["client_id"]
+    journalled = [(c["cmd"], c["role"]) for c in server.journal.commands(500) if c["client_id"] == me]
+    assert ("pause", "observer") in journalled and ("run", "observer") in journalled, "refusals are on record"
+    assert ("state", "observer") in journalled and ("list_runs", "observer") in journalled
 
 
 def test_missing_or_wrong_token_is_refused(server):

@@ -24,15 +24,15 @@ from websockets.asyncio.server import serve
 
 from session.datalock import DataDirLock
 from session.events import Event, Publisher, RunRecovered, StatusChanged
-from session.journal import Journal
+from session.journal import Journal, command_row
 from session.recovery import rebuild_run, recover
 from session.worker import WorkerConfig, WorkerHost
 
 from .. import __version__
-from ..protocol import CloseCode
+from ..protocol import OBSERVER_COMMANDS, CloseCode
 from .config import ServerConfig
 from .connection import ClientConnection
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, worker_reply
 from .http import HttpFront
 from .hub import Hub
 from .runs import RunHistory
@@ -56,6 +56,7 @@ class LiaisonServer:
         self.publisher = Publisher(first_seq=self.journal.last_seq + 1)
         self.runs = RunHistory(self.journal)
         self.recovery = None
+        self._command_rows: list[tuple] = []  # reads, journalled together at the end of the loop turn
         self.dispatcher = Dispatcher(self)
         self.connections: set[ClientConnection] = set()
         self.hub: Hub | None = None
@@ -70,7 +71,7 @@ class LiaisonServer:
     # --- pieces the connections use -------------------------------------------------
     async def snapshot(self) -> dict[str, Any]:
         try:
-            state = await asyncio.wait_for(asyncio.wrap_future(self.host.submit("state")), 10)
+            state = await worker_reply(self.host, "state", 10)
         except Exception as exc:  # noqa: BLE001 - a snapshot without the worker still helps
             state = {"status": "unavailable", "error": str(exc)}
         state["last_seq"] = self.hub.last_seq
@@ -80,14 +81,28 @@ class LiaisonServer:
         return state
 
     def journal_command(self, conn: ClientConnection, cmd: str, args: dict[str, Any], request_id: Any = None) -> None:
-        """Record who asked for what, before it is carried out."""
-        try:
-            self.journal.record_command(client_id=conn.client_id, client_name=conn.name, role=conn.role, cmd=cmd,
-                                        args=args, request_id=request_id)
-        except Exception:  # noqa: BLE001 - the command still runs; the failure is loud
-            log.exception("could not journal command %s", cmd)
-        if cmd not in ("ping", "state", "trials", "list_runs", "get_run", "replay", "list_experiments"):
+        """Record who asked for what (loop thread).
+
+        A command that changes anything is on disk before it is carried out.
+        Reads are journalled in one transaction per loop turn, still before
+        their reply can be sent (the flush is queued ahead of the reply).
+        """
+        self._command_rows.append(command_row(client_id=conn.client_id, client_name=conn.name, role=conn.role,
+                                              cmd=cmd, args=args, request_id=request_id))
+        if cmd not in OBSERVER_COMMANDS:
+            self._flush_commands()
             log.info("client %s (%s) -> %s", conn.client_id, conn.role, cmd)
+        elif len(self._command_rows) == 1:
+            self.loop.call_soon(self._flush_commands)
+
+    def _flush_commands(self) -> None:
+        rows, self._command_rows = self._command_rows, []
+        if not rows:
+            return
+        try:
+            self.journal.record_commands(rows)
+        except Exception:  # noqa: BLE001 - the commands still run; the failure is loud
+            log.exception("could not journal %d commands", len(rows))
 
     # --- state that outlives the worker and the server ----------------------------------
     def remember_experiment(self, path: str, key: str | None) -> None:
@@ -184,7 +199,7 @@ class LiaisonServer:
         self.host = WorkerHost(
             WorkerConfig(root=str(config.root), data_dir=str(config.data_dir), window=config.window, params=params,
                          headless=config.headless),
-            publisher=self.publisher, on_exit=self._worker_exited, on_start=self._on_worker_start,
+            publisher=self.publisher, on_exit=self._worker_exited, on_start=self._on_worker_start, loop=self.loop,
         )
         await self.loop.run_in_executor(None, lambda: self.host.start(timeout=180))
         if install_signals:

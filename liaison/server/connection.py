@@ -181,11 +181,11 @@ class ClientConnection:
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, "already authenticated")
             request: Request = message
             cmd = request.cmd
+            args = request.args.model_dump() if request.args is not None else {}
+            self.server.journal_command(self, cmd, args, request.id)  # refused ones too: an audit trail
             if self.role != "controller" and cmd not in OBSERVER_COMMANDS:
                 raise ProtocolError(ErrorCode.FORBIDDEN, f"observers cannot use {cmd!r}",
                                     request_id=request.id)
-            args = request.args.model_dump() if request.args is not None else {}
-            self.server.journal_command(self, cmd, args, request.id)
             try:
                 outcome = self.server.dispatcher.start(self, cmd, args)
             except ProtocolError as error:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from session.worker import WorkerDied, WorkerError
@@ -52,6 +54,39 @@ def error_from_worker(exc: BaseException, request_id) -> ProtocolError:
     return ProtocolError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", request_id=request_id)
 
 
+def worker_reply(host, method: str, timeout: float, **kwargs: Any) -> asyncio.Future:
+    """Send a worker command; its answer as an asyncio future of this loop.
+
+    The host reads the worker's replies on this loop's thread, so the answer
+    is set right there: no thread-safe hand-over and no extra task (as
+    ``wait_for(wrap_future(...))`` would add), one loop turn from reply to send.
+    """
+    loop = asyncio.get_running_loop()
+    loop_thread = threading.get_ident()
+    answer = loop.create_future()
+
+    def settle(done: Future) -> None:
+        if answer.done():
+            return
+        if done.cancelled():
+            answer.cancel()
+        elif done.exception() is not None:
+            answer.set_exception(done.exception())
+        else:
+            answer.set_result(done.result())
+
+    def on_done(done: Future) -> None:
+        if threading.get_ident() == loop_thread:
+            settle(done)
+        else:
+            loop.call_soon_threadsafe(settle, done)
+
+    timer = loop.call_later(timeout, lambda: answer.done() or answer.set_exception(TimeoutError()))
+    answer.add_done_callback(lambda _: timer.cancel())
+    host.submit(method, **kwargs).add_done_callback(on_done)
+    return answer
+
+
 class Dispatcher:
     def __init__(self, server: "LiaisonServer") -> None:
         self.server = server
@@ -59,7 +94,7 @@ class Dispatcher:
     def _worker(self, method: str, timeout: float = DEFAULT_TIMEOUT, **kwargs: Any):
         host = self.server.host
         if host.alive or not host.restarting:  # submit now, in arrival order
-            return asyncio.wait_for(asyncio.wrap_future(host.submit(method, **kwargs)), timeout)
+            return worker_reply(host, method, timeout, **kwargs)
         return self._after_restart(method, timeout, kwargs)
 
     async def _after_restart(self, method: str, timeout: float, kwargs: dict[str, Any]):
@@ -67,7 +102,7 @@ class Dispatcher:
         host = self.server.host
         if not await asyncio.get_running_loop().run_in_executor(None, host.wait_up, RESTART_WAIT):
             raise ProtocolError(ErrorCode.BUSY, "the session worker is restarting and not back yet; try again")
-        return await asyncio.wait_for(asyncio.wrap_future(host.submit(method, **kwargs)), timeout)
+        return await worker_reply(host, method, timeout, **kwargs)
 
     def start(self, conn: "ClientConnection", cmd: str, args: dict[str, Any]):
         """Begin a command; returns a result or an awaitable yielding it."""
