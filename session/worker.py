@@ -11,6 +11,7 @@ child's death, and can kill it and start a fresh one.
 Wire format (pickled tuples):
   parent -> child  ``(request_id, method, kwargs)``
   child -> parent  ``("reply", request_id, ok, value)`` | ``("event", Event)`` | ``("ready", info)``
+                   | ``("batch", [message, ...])`` (a burst written at once)
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ IMMEDIATE = {
 }
 # Commands that need the main thread (window, imports of Builder code).
 MAIN_THREAD = {"setup_window", "add_experiment", "run_sync"}
+SEND_BATCH = 256  # most messages the worker writes to its parent at once
 
 
 class WorkerError(SessionError):
@@ -139,18 +141,30 @@ class _ChildServer:
                 pass
 
     def sender_loop(self) -> None:
+        """Write queued messages; a burst (many events in one frame) goes as one write."""
         while True:
-            message = self.outbox.get()
-            if message is None:
-                return
+            batch = [self.outbox.get()]
+            while len(batch) < SEND_BATCH:
+                try:
+                    batch.append(self.outbox.get_nowait())
+                except queue.Empty:
+                    break
+            last = batch[-1] is None
+            if last:
+                batch.pop()
             with self._write_lock:
                 try:
-                    self.conn.send_bytes(_picklable(message))
+                    if len(batch) == 1:
+                        self.conn.send_bytes(_picklable(batch[0]))
+                    elif batch:
+                        self.conn.send_bytes(_picklable(("batch", batch)))
                 except (OSError, EOFError, BrokenPipeError):
                     return
                 finally:
                     with self._count_lock:
-                        self._unwritten -= 1
+                        self._unwritten -= len(batch)
+            if last:
+                return
 
     def reply(self, request_id: int, future: Future) -> None:
         def done(f: Future) -> None:
@@ -510,7 +524,10 @@ class WorkerHost:
     def _dispatch(self, message: tuple) -> None:
         """One message from the child: an event, a reply, or how its start went."""
         kind = message[0]
-        if kind == "event":
+        if kind == "batch":
+            for item in message[1]:
+                self._dispatch(item)
+        elif kind == "event":
             self._on_event(message[1])
         elif kind == "reply":
             _, request_id, ok, value = message
