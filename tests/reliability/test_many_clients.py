@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 pytestmark = pytest.mark.timeout(120)
 
-N_TRIALS = 300
+N_TRIALS = 100_000  # far more than can run: the run is stopped once the clients are done
 FRAMES_PER_TRIAL = 3
 N_CHURN = 100
 CONCURRENCY = 10
@@ -187,6 +187,8 @@ async def scenario(url: str, token: str) -> dict[str, Any]:
     await churn.run_all()
     churn_seconds = time.monotonic() - started
     run_still_going = not readers[0].done()
+    reply, _ = await request(controller, "stop", "stop")
+    assert reply["ok"], reply
     await asyncio.wait_for(asyncio.gather(*readers), 120)
     reply, _ = await request(controller, "ping", "after")
     assert reply["ok"]
@@ -216,8 +218,7 @@ def test_steady_observers_get_every_row_while_100_clients_come_and_go(server):
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"observer {index}: gap or duplicate"
         end = events[-1]
         assert end["event"] == "run_finished" and end["data"]["run_id"] == run_id, end
-        assert end["data"]["outcome"] == "completed", end
-        assert end["data"]["rows"] == N_TRIALS, end
+        assert end["data"]["outcome"] == "stopped", end
         started = [e for e in events if e["event"] == "run_started"]
         assert [e["data"]["run_id"] for e in started] == [run_id]
         # Every data row exactly once: the batches tile 0..rows-1 with no gap or overlap.
@@ -230,9 +231,11 @@ def test_steady_observers_get_every_row_while_100_clients_come_and_go(server):
             assert batch["rows"], batch
             next_row += len(batch["rows"])
             rows.extend(batch["rows"])
-        assert next_row == end["data"]["rows"] == N_TRIALS
-        assert [r["trial_value"] for r in rows] == [10 * i for i in range(N_TRIALS)]
-        assert all(r["frames"] == FRAMES_PER_TRIAL for r in rows)
+        assert next_row == end["data"]["rows"] > 10
+        finished = [r for r in rows if "frames" in r]  # the stop may leave the last trial unfinished
+        assert len(finished) >= len(rows) - 1
+        assert [r["trial_value"] for r in finished] == [10 * i for i in range(len(finished))]
+        assert all(r["frames"] == FRAMES_PER_TRIAL for r in finished)
         streams.append([(e["seq"], e["event"], json.dumps(e["data"], sort_keys=True)) for e in events])
     # All three saw the same stream (from the first event they all had).
     common = max(s[0][0] for s in streams)
