@@ -22,11 +22,15 @@ class ControlledExperimentHandler(ExperimentHandler):
     """An ExperimentHandler that drains a command queue whenever its status is read."""
 
     _ctl_pending: deque
+    _ctl_frame_hook = None  # called at every status read (the GC guard's safety valve)
 
     @property
     def status(self):  # noqa: D401 - same contract as the base property
         if self._ctl_pending:
             self._ctl_drain()
+        hook = self._ctl_frame_hook
+        if hook is not None:
+            hook()
         return self._status
 
     @status.setter
@@ -45,9 +49,10 @@ class ControlledExperimentHandler(ExperimentHandler):
                 future.set_exception(exc)
 
 
-def adopt(this_exp: ExperimentHandler) -> ControlledExperimentHandler:
+def adopt(this_exp: ExperimentHandler, frame_hook: Callable[[], None] | None = None) -> ControlledExperimentHandler:
     """Turn a Builder-made ExperimentHandler into a controlled one, in place."""
     this_exp._ctl_pending = deque()
+    this_exp._ctl_frame_hook = frame_hook
     this_exp.__class__ = ControlledExperimentHandler
     return this_exp  # type: ignore[return-value]
 

@@ -92,6 +92,7 @@ class RunFinished(Event):
     data_files: list[str]
     duration: float
     gc_max_pause: float = 0.0
+    gc_max_boundary_pause: float = 0.0
 
 
 @dataclass(kw_only=True, slots=True)

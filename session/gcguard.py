@@ -1,12 +1,21 @@
-"""Keep full garbage collections out of experiment runs, and measure pauses.
+"""Keep garbage-collection pauses out of an experiment's frames, and measure them.
 
 A full collection in a PsychoPy process takes 135-225 ms and stops every
-thread: a dozen dropped frames. Before a run we collect once and freeze what
-survives (so later collections never scan PsychoPy's own long-lived objects),
-and raise the oldest generation's threshold so no full pass starts on its own.
-Young generations still collect (they are small and quick), so a run does not
-grow without bound. After the run everything returns to normal and one full
-collection happens between runs, where nobody is watching the screen.
+thread: a dozen dropped frames. Even a middle-generation collection takes
+1-10 ms in a long trials loop. So during a run:
+
+- before it, one full collection, then ``gc.freeze()`` of what survives, so no
+  later collection scans PsychoPy's own long-lived objects;
+- during frames, only the youngest generation collects automatically (a few
+  hundred new objects: tens of microseconds);
+- the middle generation is collected at trial boundaries, when the Builder
+  loop calls ``thisSession.sendExperimentData()``, where nobody is watching
+  a stimulus; if a script never calls it, after ``MAX_DEFERRED`` young
+  collections anyway, so memory stays bounded;
+- the oldest generation never during a run; one full collection after it.
+
+``max_pause`` is the longest collection that interrupted frames (automatic
+ones); ``max_boundary_pause`` the longest scheduled one between trials.
 """
 
 from __future__ import annotations
@@ -14,41 +23,67 @@ from __future__ import annotations
 import gc
 import time
 
-NO_FULL_COLLECTION = 1_000_000
+NEVER = 1_000_000_000  # a generation threshold that is never reached
+MAX_DEFERRED = 1000  # young collections before the middle one runs without waiting for a trial boundary
 
 
 class GcGuard:
-    """Context manager for one run; ``max_pause`` and ``collections`` are its record."""
+    """Context manager for one run; see the module docstring."""
 
     def __init__(self) -> None:
         self.max_pause = 0.0
+        self.max_boundary_pause = 0.0
         self.collections = 0
         self._started = 0.0
+        self._scheduled = False
+        self._active = False
         self._thresholds = gc.get_threshold()
+        self._middle_every = max(1, self._thresholds[1])
 
     def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        self.collections += 1
+        if self._scheduled:
+            self.max_boundary_pause = max(self.max_boundary_pause, pause)
         else:
-            pause = time.perf_counter() - self._started
-            self.collections += 1
-            if pause > self.max_pause:
-                self.max_pause = pause
+            self.max_pause = max(self.max_pause, pause)
 
     def __enter__(self) -> "GcGuard":
         gc.collect()
         gc.freeze()
         self._thresholds = gc.get_threshold()
-        gen0, gen1, _ = self._thresholds
-        gc.set_threshold(gen0, gen1, NO_FULL_COLLECTION)
+        self._middle_every = max(1, self._thresholds[1])
+        gc.set_threshold(self._thresholds[0], NEVER, NEVER)
         gc.callbacks.append(self._callback)
+        self._active = True
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self._active = False
         if self._callback in gc.callbacks:
             gc.callbacks.remove(self._callback)
         gc.set_threshold(*self._thresholds)
         gc.unfreeze()
+
+    def at_trial_boundary(self) -> None:
+        """Collect the middle generation if it is due (experiment's thread, between trials)."""
+        if self._active and gc.get_count()[1] >= self._middle_every:
+            self._collect_middle()
+
+    def at_frame(self) -> None:
+        """Safety valve for scripts with no trial boundaries: collect when far overdue."""
+        if self._active and gc.get_count()[1] >= MAX_DEFERRED:
+            self._collect_middle()
+
+    def _collect_middle(self) -> None:
+        self._scheduled = True
+        try:
+            gc.collect(1)
+        finally:
+            self._scheduled = False
 
     @staticmethod
     def collect_between_runs() -> None:

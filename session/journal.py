@@ -164,12 +164,14 @@ def command_row(*, client_id: str | None, client_name: str | None, role: str | N
 class Journal:
     """Append-only store of a session's events, runs and commands; thread-safe."""
 
-    def __init__(self, path: str | Path, *, durable: bool = False, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, *, durable: bool = False, readonly: bool = False,
+                 background_checkpoints: bool = False) -> None:
         self.path = Path(path)
         self.damage = Damage()
         self._lock = threading.Lock()
         wal = self.path.with_name(self.path.name + "-wal")
-        if wal.exists():  # a previous process died without closing: see what survives
+        unclean = wal.exists()  # a previous process died without closing: see what survives
+        if unclean:
             self.damage = check_wal(wal)
         if readonly:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
@@ -179,20 +181,48 @@ class Journal:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            if background_checkpoints:  # the writer (an event loop) never copies the log into the file
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._db.executescript(SCHEMA)
             if self.get_state("schema_version") is None:
                 self.set_state("schema_version", SCHEMA_VERSION)
-        try:
-            problems = [row[0] for row in self._db.execute("PRAGMA quick_check").fetchall() if row[0] != "ok"]
-        except sqlite3.DatabaseError as exc:
-            problems = [str(exc)]
-        self.damage.problems.extend(f"integrity: {p}" for p in problems)
+        if unclean:
+            try:
+                problems = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall() if r[0] != "ok"]
+            except sqlite3.DatabaseError as exc:
+                problems = [str(exc)]
+            self.damage.problems.extend(f"integrity: {p}" for p in problems)
+        self._checkpointer: threading.Thread | None = None
+        self._closing = threading.Event()
+        if background_checkpoints and not readonly:
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="journal-checkpoint",
+                                                  daemon=True)
+            self._checkpointer.start()
 
     @classmethod
     def in_dir(cls, data_dir: str | Path, **options: Any) -> "Journal":
         return cls(Path(data_dir) / JOURNAL_FILE, **options)
 
+    def _checkpoint_loop(self, interval: float = 1.0) -> None:
+        """Copy the write-ahead log into the database now and then, from a connection of its own.
+
+        A PASSIVE checkpoint never blocks the writer, so appends stay a log
+        write; without this, SQLite checkpoints inside a commit every ~4 MB.
+        """
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            while not self._closing.wait(interval):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    pass
+        finally:
+            db.close()
+
     def close(self) -> None:
+        self._closing.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(5)
         with self._lock:
             self._db.close()
 

@@ -180,8 +180,10 @@ def start_record(run_dir: Path, *, run_id: str, key: str, experiment_path: Path,
 
 
 def finish_record(run_dir: Path, *, outcome: str, rows: int, data_files: list[str], exp_info: dict[str, Any],
-                  duration: float, error: str | None, gc_max_pause: float) -> None:
+                  duration: float, error: str | None, gc_max_pause: float,
+                  gc_max_boundary_pause: float = 0.0) -> None:
     status = STATUS_OF_OUTCOME.get(outcome, "FAILED")
     update_manifest(run_dir, ended=time.time(), duration=duration, outcome=outcome, status=status, rows=rows,
-                    data_files=data_files, exp_info=exp_info, error=error, gc_max_pause=gc_max_pause)
+                    data_files=data_files, exp_info=exp_info, error=error, gc_max_pause=gc_max_pause,
+                    gc_max_boundary_pause=gc_max_boundary_pause)
     set_status(run_dir, status)

@@ -58,6 +58,7 @@ class ActiveRun:
     data_dir: Path
     exp_info: dict[str, Any]
     this_exp: Any = None
+    guard: Any = None  # the run's GcGuard: middle-generation collections at trial boundaries
     published_rows: int = 0
     started: float = field(default_factory=time.perf_counter)
 
@@ -74,6 +75,7 @@ class RunResult:
     seed: int
     duration: float
     gc_max_pause: float
+    gc_max_boundary_pause: float = 0.0
     error: str | None = None
     traceback: str | None = None
 
@@ -320,7 +322,8 @@ class Session:
             numpy.random.seed(seed % 2**32)
             this_exp = module.setupData(expInfo=exp_info, dataDir=str(data_dir))
             this_exp.name = key
-            active.this_exp = control.adopt(this_exp)
+            active.this_exp = control.adopt(this_exp, frame_hook=guard.at_frame)
+            active.guard = guard
             with self._lock:
                 self._active = active
             win = self.windows.prepare_for_run()
@@ -402,6 +405,7 @@ class Session:
             run_id=ticket.run_id, key=ticket.key, outcome=outcome, data_dir=active.data_dir,
             data_files=files, rows=active.published_rows, exp_info=dict(active.exp_info), seed=seed,
             duration=time.perf_counter() - active.started, gc_max_pause=guard.max_pause,
+            gc_max_boundary_pause=guard.max_boundary_pause,
             error=error, traceback=tb,
         )
         self._write_record(result, ticket)
@@ -415,6 +419,7 @@ class Session:
             self.events.publish(RunFinished(
                 run_id=ticket.run_id, key=ticket.key, outcome=outcome, rows=result.rows,
                 data_files=files, duration=result.duration, gc_max_pause=result.gc_max_pause,
+                gc_max_boundary_pause=result.gc_max_boundary_pause,
             ))
         self._set_status(IDLE)
         GcGuard.collect_between_runs()
@@ -435,7 +440,8 @@ class Session:
             result.data_files = files
             records.finish_record(result.data_dir, outcome=result.outcome, rows=result.rows, data_files=files,
                                   exp_info=dict(result.exp_info), duration=result.duration, error=result.error,
-                                  gc_max_pause=result.gc_max_pause)
+                                  gc_max_pause=result.gc_max_pause,
+                                  gc_max_boundary_pause=result.gc_max_boundary_pause)
         except Exception:  # noqa: BLE001
             import logging as std_logging
 
@@ -471,7 +477,10 @@ class Session:
         active = self._active
         if active is None or active.this_exp is None:
             return 0
-        return self._publish_rows(active)
+        published = self._publish_rows(active)
+        if active.guard is not None and threading.current_thread() is threading.main_thread():
+            active.guard.at_trial_boundary()
+        return published
 
     # --- control (any thread) ----------------------------------------------------
 

@@ -254,6 +254,41 @@ def test_gc_is_quiet_during_runs_and_restored_after(session):
     assert gc.get_freeze_count() == 0
 
 
+def test_gc_guard_keeps_older_generations_to_trial_boundaries():
+    from session.gcguard import MAX_DEFERRED, GcGuard
+
+    seen = []
+
+    def record(phase, info):
+        if phase == "start":
+            seen.append(info["generation"])
+
+    def make_cycles(n):
+        for _ in range(n):
+            a = []
+            a.append(a)
+
+    gc.callbacks.append(record)
+    try:
+        with GcGuard() as guard:
+            seen.clear()
+            make_cycles(50_000)  # ~70 young collections' worth of cyclic garbage "during frames"
+            during_frames = list(seen)
+            seen.clear()
+            guard.at_trial_boundary()
+            at_boundary = list(seen)
+            seen.clear()
+            make_cycles(700 * 2 * MAX_DEFERRED)
+            guard.at_frame()  # a script with no trial boundaries: the safety valve
+            overdue = list(seen)
+    finally:
+        gc.callbacks.remove(record)
+    assert during_frames and set(during_frames) == {0}, "only young collections interrupt frames"
+    assert at_boundary == [1], "the middle generation waits for the trial boundary"
+    assert 1 in overdue and 2 not in overdue
+    assert 0 < guard.max_pause and 0 < guard.max_boundary_pause
+
+
 def test_bad_requests_get_clear_errors(session, session_root):
     with pytest.raises(NotFound, match="no experiment with key 'nope'"):
         session.run("nope")

@@ -12,6 +12,7 @@ a crash left open.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import signal
@@ -48,7 +49,7 @@ class LiaisonServer:
             config.web_dir = DEFAULT_WEB_DIR
         self.version = __version__
         self.lock = DataDirLock(config.data_dir).acquire()  # DataDirBusy if another server has it
-        self.journal = Journal.in_dir(config.data_dir, durable=config.durable)
+        self.journal = Journal.in_dir(config.data_dir, durable=config.durable, background_checkpoints=True)
         self.session_id = self.journal.get_state("session_id")
         if self.session_id is None:  # one id per data folder, so clients' `since` survives restarts
             self.session_id = secrets.token_hex(8)
@@ -202,6 +203,8 @@ class LiaisonServer:
             publisher=self.publisher, on_exit=self._worker_exited, on_start=self._on_worker_start, loop=self.loop,
         )
         await self.loop.run_in_executor(None, lambda: self.host.start(timeout=180))
+        gc.collect()
+        gc.freeze()  # the server's long-lived objects are never scanned again: shorter pauses on the loop
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.loop.add_signal_handler(sig, self.request_stop)

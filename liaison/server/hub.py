@@ -33,6 +33,7 @@ from ..protocol import TOPIC_OF_EVENT, Topic, event_json
 
 log = logging.getLogger("liaison.server")
 PAGE = 512  # events per catch-up read
+ALL = Topic.ALL.value
 
 
 @dataclass
@@ -51,7 +52,8 @@ class Subscriber:
     cursor: int = 0  # last seq handled while catching up
 
     def wants(self, topic: str) -> bool:
-        return Topic.ALL.value in self.topics or topic in self.topics
+        topics = self.topics
+        return ALL in topics or topic in topics
 
     def offer(self, seq: int, text: str) -> None:
         if self.overflowed or self.catching_up:  # a catching-up client reads it from the buffer later
