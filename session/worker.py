@@ -103,6 +103,26 @@ def _sanitised(value: Any) -> Any:
         return repr(value)
 
 
+def _merge_rows(messages: list[tuple]) -> list[tuple]:
+    """Fold consecutive ``data_rows`` events of a run into one (a backlog of rows goes as one event).
+
+    ``data_rows`` means "the rows since the previous one", so contiguous
+    rows merge without changing what a client can rebuild, while the
+    per-event costs downstream (numbering, JSON, journal, fan-out) are paid once.
+    """
+    merged: list[tuple] = []
+    for message in messages:
+        if message[0] == "event" and message[1].type == "data_rows" and merged:
+            previous = merged[-1]
+            if previous[0] == "event" and previous[1].type == "data_rows":
+                head, tail = previous[1], message[1]
+                if head.run_id == tail.run_id and head.first_row + len(head.rows) == tail.first_row:
+                    head.rows = head.rows + tail.rows
+                    continue
+        merged.append(message)
+    return merged
+
+
 class _ChildServer:
     """Everything the child process does besides running experiments."""
 
@@ -152,6 +172,9 @@ class _ChildServer:
             last = batch[-1] is None
             if last:
                 batch.pop()
+            queued = len(batch)
+            if queued > 1:
+                batch = _merge_rows(batch)
             with self._write_lock:
                 try:
                     if len(batch) == 1:
@@ -162,7 +185,7 @@ class _ChildServer:
                     return
                 finally:
                     with self._count_lock:
-                        self._unwritten -= len(batch)
+                        self._unwritten -= queued
             if last:
                 return
 

@@ -199,3 +199,20 @@ def test_a_run_s_output_and_record_are_in_its_folder(host):
     assert {"stdout.log", "stderr.log", "run.log", "manifest.json", "STATUS"} <= set(end.data_files)
     # the worker's own console is back after the run
     assert host.request("ping")["pid"] == host.process.pid
+
+
+def test_a_backlog_of_row_events_is_merged_without_changing_the_rows():
+    from session.events import Annotated, DataRows
+    from session.worker import _merge_rows
+
+    def rows(first, n, run="r"):
+        return ("event", DataRows(run_id=run, key="k", first_row=first, rows=[{"i": first + k} for k in range(n)]))
+
+    note = ("event", Annotated(run_id="r", text="between"))
+    reply = ("reply", 7, True, None)
+    merged = _merge_rows([rows(0, 2), rows(2, 1), rows(3, 3), note, rows(6, 1), reply, rows(7, 1), rows(8, 1, run="s")])
+    shapes = [(m[0], getattr(m[1], "type", None) if m[0] == "event" else m[1]) for m in merged]
+    assert shapes == [("event", "data_rows"), ("event", "annotation"), ("event", "data_rows"), ("reply", 7),
+                      ("event", "data_rows"), ("event", "data_rows")]
+    assert [r["i"] for r in merged[0][1].rows] == list(range(6)) and merged[0][1].first_row == 0
+    assert merged[2][1].first_row == 6 and merged[4][1].first_row == 7 and merged[5][1].run_id == "s"
