@@ -98,9 +98,12 @@ def test_observer_reads_but_cannot_command(server):
             with pytest.raises(Forbidden):
                 call()
         me = observer.welcome["client_id"]
+        observer.ping()  # a read after the refusals: journalled within the flush interval
+    time.sleep(0.3)
     journalled = [(c["cmd"], c["role"]) for c in server.journal.commands(500) if c["client_id"] == me]
     assert ("pause", "observer") in journalled and ("run", "observer") in journalled, "refusals are on record"
     assert ("state", "observer") in journalled and ("list_runs", "observer") in journalled
+    assert journalled[0] == ("ping", "observer"), "newest first, the read included"
 
 
 def test_missing_or_wrong_token_is_refused(server):
