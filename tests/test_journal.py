@@ -180,3 +180,20 @@ def test_background_checkpoints_copy_the_log_so_the_writer_never_has_to(tmp_path
     journal.close()
     assert not (tmp_path / "journal.sqlite-wal").exists(), "a clean close leaves no log behind"
     assert Journal.in_dir(tmp_path).last_seq == 3000
+
+
+def test_the_memory_buffer_is_bounded_by_size_too(tmp_path):
+    journal = Journal.in_dir(tmp_path)
+    loop = asyncio.new_event_loop()
+    try:
+        hub = Hub(loop, replay_size=1000, journal=journal, replay_bytes=20_000)
+        publisher = Publisher()
+        for i in range(100):
+            hub.dispatch(publisher.publish(Annotated(run_id=None, text="x" * 1000)))
+        kept = sum(len(text) for _, _, text in hub.replay)
+        assert kept <= 20_000 and len(hub.replay) < 25 and hub.replay[-1][0] == 100
+        client = Subscriber("a", {"all"}, limit=5, on_overflow=lambda s: None)
+        hub.subscribe(client, since=0)
+        assert drain_catch_up(hub, client) == list(range(1, 101)), "the rest comes from the journal"
+    finally:
+        loop.close()

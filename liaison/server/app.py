@@ -190,7 +190,7 @@ class LiaisonServer:
         config = self.config
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.hub = Hub(self.loop, config.replay_size, journal=self.journal)
+        self.hub = Hub(self.loop, config.replay_size, journal=self.journal, replay_bytes=config.replay_bytes)
         self.hub.listeners.append(self._on_event)
         self.publisher.subscribe(self.hub.push)
         if self.journal.damage:

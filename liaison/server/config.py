@@ -26,7 +26,8 @@ class ServerConfig:
     client_queue_limit: int = 50_000  # queued events before a client counts as too slow
     auth_timeout: float = 10.0
     ping_interval: float | None = 20.0
-    replay_size: int = 100_000
+    replay_size: int = 100_000  # recent events kept in memory (older ones are read from the journal)
+    replay_bytes: int = 32 << 20  # ... and at most this much of their text
     abort_grace: float = 2.0
     web_dir: Path | None = None
     durable: bool = False  # fsync the journal on every batch (survives power loss, costs ~ms)

@@ -71,9 +71,13 @@ class Hub:
     """Owns the event sequence seen by clients, the replay buffer and subscribers."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, replay_size: int = 100_000,
-                 journal: Journal | None = None) -> None:
+                 journal: Journal | None = None, replay_bytes: int = 32 << 20) -> None:
         self.loop = loop
-        self.replay: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=replay_size)
+        # Recent events in memory, bounded by count and by size (older ones come from the journal).
+        self.replay: collections.deque[tuple[int, str, str]] = collections.deque()
+        self.replay_size = replay_size
+        self.replay_bytes = replay_bytes
+        self._replay_chars = 0
         self.subscribers: dict[str, Subscriber] = {}
         self.journal = journal
         self.last_seq = journal.last_seq if journal is not None else 0
@@ -127,7 +131,11 @@ class Hub:
 
     def _fan_out(self, event: Event, topic: str, text: str) -> None:
         self.last_seq = event.seq
-        self.replay.append((event.seq, topic, text))
+        replay = self.replay
+        replay.append((event.seq, topic, text))
+        self._replay_chars += len(text)
+        while len(replay) > self.replay_size or (self._replay_chars > self.replay_bytes and len(replay) > 1):
+            self._replay_chars -= len(replay.popleft()[2])
         for listener in self.listeners:
             try:
                 listener(event)
