@@ -9,6 +9,7 @@ next frame (see :mod:`session.control`) and return a Future.
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import secrets
@@ -394,9 +395,11 @@ class Session:
                 if error is None:
                     outcome, error, tb = "failed", f"saving data failed: {exc}", traceback.format_exc()
             this_exp.abort()  # saved once; stop the atexit hook from saving copies
+            atexit.unregister(this_exp.close)  # ...and let go of the handler and all its rows
         self.windows.after_run()
         logging.exp(f"liaison: run {ticket.run_id} ended: {outcome}")
         logging.flush()
+        logging.root.flushed.clear()  # PsychoPy keeps every flushed entry (and the objects they name)
         logging.root.removeTarget(run_log)
         files = sorted(
             p.relative_to(active.data_dir).as_posix() for p in active.data_dir.rglob("*") if p.is_file()

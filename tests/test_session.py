@@ -412,3 +412,27 @@ def test_manifest_names_the_git_commit_of_the_experiments(session, session_root)
 
         shutil.rmtree(session_root / ".git")
         (session_root / "fixtures" / "notes.txt").unlink(missing_ok=True)
+
+
+def test_finished_runs_let_go_of_their_data(session):
+    """A worker runs session after session: no run's ExperimentHandler (and rows) may stay behind."""
+    import weakref
+
+    from session import control
+
+    handlers = []
+    original = control.adopt
+
+    def spy(this_exp, *args, **kwargs):
+        handlers.append(weakref.ref(this_exp))
+        return original(this_exp, *args, **kwargs)
+
+    control.adopt = spy
+    try:
+        for _ in range(3):
+            session.run("frames_demo", {"participant": "leak", "n_trials": 50, "frames_per_trial": 1})
+    finally:
+        control.adopt = original
+    gc.collect()
+    assert len(handlers) == 3
+    assert [ref() is None for ref in handlers] == [True, True, True], "finished handlers were freed"
