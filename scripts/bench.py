@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -40,6 +41,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+PACED_RATE = 22_000  # rows/s for the paced fan-out: the goal's 20k/s with a margin for the run's ends
 from typing import Any, Awaitable, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,6 +212,10 @@ class Runner:
         for n in (1, 10):
             await self.step(f"ours_fanout_{n}", lambda n=n: m.ours_fanout(st, n, s.ours_rows, s.fanout_timeout,
                                                                            s.stall), s.fanout_timeout + 90, rec)
+        # the goal's rate, paced by the experiment: does delivery keep up, and with what lag?
+        await self.step("ours_fanout_10_paced", lambda: m.ours_fanout(st, 10, s.ours_rows, s.fanout_timeout,
+                                                                      s.stall, paced=PACED_RATE),
+                        s.fanout_timeout + 90, rec)
         for loaded in (False, True):
             await self.step(f"ours_frames_{'loaded' if loaded else 'idle'}",
                             lambda loaded=loaded: m.ours_frames(st, s.frames, loaded, spin_ms=s.spin_ms),
@@ -265,7 +272,9 @@ def main() -> None:
     from session.display import ensure_display
 
     ensure_display(None)  # one Xvfb for all hosts (they inherit DISPLAY)
-    with tempfile.TemporaryDirectory(prefix="liaison-bench-") as tmp:
+    keep = bool(os.environ.get("LIAISON_BENCH_KEEP"))  # keep the servers' data folders to inspect them
+    with (contextlib.nullcontext(tempfile.mkdtemp(prefix="liaison-bench-")) if keep
+          else tempfile.TemporaryDirectory(prefix="liaison-bench-")) as tmp:
         base = Path(tmp)
         log(f"starting the three servers (temp {base})")
         hosts = start_hosts(base)

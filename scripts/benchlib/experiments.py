@@ -182,7 +182,7 @@ def _close(gcw):
 
 ROWS_BENCH = '''
 expName = "rows_bench"
-expInfo = {"participant": "bench", "session": "001", "n_trials": 1000, "flip_every": 0,
+expInfo = {"participant": "bench", "session": "001", "n_trials": 1000, "flip_every": 0, "rate": 0,
            "date|hid": "", "expName|hid": expName}
 
 
@@ -190,6 +190,7 @@ def run(expInfo, thisExp, win, globalClock=None, thisSession=None):
     thisExp.status = STARTED
     n = int(expInfo["n_trials"])
     flip_every = int(expInfo["flip_every"])
+    rate = float(expInfo.get("rate") or 0)  # rows/s; 0: as fast as the pipeline goes
     RECORD.clear()
     RECORD.update(rows=0, seconds=None, gc_max_ms=0.0, gc_count=0, done=False)
     trials = make_trials(expInfo, thisExp, n)
@@ -201,6 +202,10 @@ def run(expInfo, thisExp, win, globalClock=None, thisSession=None):
             if thisExp.status == PAUSED:
                 pauseExperiment(thisExp, win=win)
             i = trial["i"]
+            if rate and i % 50 == 0:  # pace in steps of 50 rows: finer sleeps overshoot
+                due = started + i / rate
+                while time.perf_counter() < due:
+                    time.sleep(max(0.0, min(0.002, due - time.perf_counter())))
             if flip_every and i % flip_every == 0:
                 win.flip()
             if i == n - 1:  # the last row says how the run went (gc, rate)

@@ -415,7 +415,8 @@ class RowsObserver:
                 self.end = message
 
 
-async def ours_fanout(stacks: Stacks, n_clients: int, n_rows: int, timeout: float, stall: float) -> dict:
+async def ours_fanout(stacks: Stacks, n_clients: int, n_rows: int, timeout: float, stall: float,
+                      paced: float = 0.0) -> dict:
     """``rows_bench`` (one row + ``sendExperimentData()`` per trial, no flips) through our server to N clients.
 
     Client 0 is the controller that starts the run (it receives events too), so
@@ -437,7 +438,7 @@ async def ours_fanout(stacks: Stacks, n_clients: int, n_rows: int, timeout: floa
     t_start = time.time()
     try:
         await conns[0].checked("run", {"key": key, "exp_info": {"participant": "bench", "n_trials": n_rows,
-                                                                "flip_every": 0}})
+                                                                "flip_every": 0, "rate": paced}})
         ended = await wait_for_progress(
             lambda: all(o.end is not None or c.closed for o, c in zip(observers, conns)),
             lambda: sum(o.rows for o in observers), timeout, stall)
@@ -456,6 +457,7 @@ async def ours_fanout(stacks: Stacks, n_clients: int, n_rows: int, timeout: floa
     lead = observers[0]
     return {
         "clients": n_clients, "rows_requested": n_rows, "rows_in_run": expected, "ended": ended,
+        "paced_rows_per_s": paced or None,
         "outcome": end["data"].get("outcome") if end else None, "complete": complete,
         "received_per_client": received,
         "lost": sum(max(0, expected - r) for r in received),

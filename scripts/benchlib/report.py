@@ -152,7 +152,7 @@ def pause_table(r: dict) -> str:
 
 def fanout_table(r: dict) -> str:
     names = [("ours_fanout_1", "ours 1"), ("psychopy_fanout_1", "PsychoPy 1"), ("ours_fanout_10", "ours 10"),
-             ("psychopy_fanout_10", "PsychoPy 10")]
+             ("psychopy_fanout_10", "PsychoPy 10"), ("ours_fanout_10_paced", "ours 10 paced")]
     cols = [r.get(k) or {} for k, _ in names]
     metrics = [
         ("rows in run", lambda c: c.get("rows_in_run", c.get("rows_requested"))),
@@ -184,7 +184,10 @@ def fanout_table(r: dict) -> str:
                   "rows are n/a: every message carries the whole dataset, so a client is complete when its last "
                   "message holds every row (checked), and missing/out-of-order messages are counted instead.",
                   "CPU: per row over the whole measure, all on these 2 cores (the clients too); PsychoPy's "
-                  "'server' is its single process (experiment + liaison)."])
+                  "'server' is its single process (experiment + liaison).",
+                  "ours 10 paced: the same run paced by the experiment to the goal's rate "
+                  f"({(r.get('ours_fanout_10_paced') or {}).get('paced_rows_per_s')} rows/s); the unpaced runs "
+                  "produce as fast as the worker can, on the same 2 cores as the clients."])
 
 
 def _cpu_row(c: dict, label: str) -> float | None:
@@ -269,7 +272,7 @@ GOAL_MEASURES = {
     "queued command p99 <= 2 ms": ("round_trips",),
     "pause p99 <= 1 frame + 1 ms": ("ours_pause",),
     "pause max <= 1 frame + 1 ms": ("ours_pause",),
-    ">= 20k events/s to each of 10 clients, zero loss, p99 lag < 50 ms": ("ours_fanout_10",),
+    ">= 20k events/s to each of 10 clients, zero loss, p99 lag < 50 ms": ("ours_fanout_10_paced",),
     "zero extra missed frames under load": ("ours_frames_idle", "ours_frames_loaded"),
     "no GC pause over 1 ms during a run": ("ours_pause", "ours_fanout_1", "ours_fanout_10", "ours_frames_idle",
                                            "ours_frames_loaded"),
@@ -305,13 +308,14 @@ def _goals(r: dict) -> list[dict]:
         out.append({"goal": label, "value": f"{value:.2f} ms (limit {limit:.2f})" if value and limit else None,
                     "pass": value is not None and limit is not None and value <= limit,
                     "psychopy": f"{pv:.2f} ms (limit {plimit:.2f})" if pv else None})
-    fan = r.get("ours_fanout_10") or {}
+    fan = r.get("ours_fanout_10_paced") or r.get("ours_fanout_10") or {}
     eps, lag = fan.get("events_per_s"), get(fan, "lag_ms", "p99")
     ok = bool(fan.get("complete")) and eps is not None and eps >= 20_000 and lag is not None and lag < 50
     pf = r.get("psychopy_fanout_10") or {}
     out.append({"goal": ">= 20k events/s to each of 10 clients, zero loss, p99 lag < 50 ms",
-                "value": f"{fmt(eps)} ev/s, complete={fan.get('complete')}, lost={fan.get('lost')}, "
-                         f"p99 lag {fmt(lag, 1)} ms", "pass": ok,
+                "value": f"{fmt(eps)} ev/s (paced at {fmt(fan.get('paced_rows_per_s'))}), "
+                         f"complete={fan.get('complete')}, lost={fan.get('lost')}, p99 lag {fmt(lag, 1)} ms",
+                "pass": ok,
                 "psychopy": f"{fmt(pf.get('events_per_s'))} rows/s, p99 lag {fmt(get(pf, 'lag_ms', 'p99'), 1)} ms"
                 if pf else None})
     extra = _extra_missed(r.get("ours_frames_idle") or {}, r.get("ours_frames_loaded") or {})
