@@ -131,6 +131,9 @@ def test_controller_runs_pauses_stops_and_downloads(server, page):
     expect(page.locator("#status-elapsed")).to_have_text(re.compile(r"^\d+:\d\d$"))
     expect(page.locator("#status-trial")).to_contain_text("of 2000", timeout=10_000)
     expect(page.locator("#plot-column")).not_to_have_value("")
+    headers = page.locator("#data-table thead th").all_inner_texts()
+    assert headers[0] == "#" and headers.index("trial_value") < headers.index("trials.thisN"), \
+        "what the experiment measured comes before the loop's bookkeeping"
 
     ARTIFACTS.mkdir(exist_ok=True)
     wait_points(page, 12)

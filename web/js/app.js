@@ -642,11 +642,16 @@ function rowElement(index, row, columns) {
   return tr;
 }
 
+/** What the experiment measured first, the loops' bookkeeping (thisN, thisRepN...) last. */
+function displayColumns(columns) {
+  return [...columns.filter((c) => !BOOKKEEPING.test(c)), ...columns.filter((c) => BOOKKEEPING.test(c))];
+}
+
 function renderTable() {
   const live = app.live;
   const table = $("data-table");
   const tbody = table.tBodies[0];
-  const columns = live.columns;
+  const columns = displayColumns(live.columns);
   const key = columns.join("\u0000");
   if (tableState.full || key !== tableState.columnsKey || tableState.runId !== live.runId) {
     const headRow = h("tr", {}, h("th", { scope: "col" }, "#"), columns.map((c) => h("th", { scope: "col" }, c)));
