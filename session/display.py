@@ -76,6 +76,8 @@ def stop_xvfb() -> None:
 
 def ensure_display(headless: bool | None = None) -> str | None:
     """Make sure windows can open. ``headless=None`` starts Xvfb only when there is no display."""
+    if _started is not None and _started.poll() is None:
+        return os.environ.get("DISPLAY")  # this process's Xvfb already serves
     if headless or (headless is None and not has_display()):
         if headless or not has_display():
             return start_xvfb()

@@ -211,3 +211,56 @@ def test_a_second_server_on_the_same_data_folder_is_refused(server):
     busy = cli("serve", str(server.config.root), "--port", "0", "--data-dir", str(server.config.data_dir))
     assert busy.returncode == 2
     assert "in use" in busy.stderr and "--data-dir" in busy.stderr
+
+
+def xvfb_children(pid: int) -> list[int]:
+    """Xvfb processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            name = fields[0].split("(", 1)[1]
+            ppid = int(fields[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and name == "Xvfb":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_without_a_display_the_server_owns_one_xvfb_and_an_abort_leaks_none(tmp_path):
+    root = make_root(tmp_path, examples=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "LIAISON_TOKEN")}
+    process = subprocess.Popen(
+        [*liaison_command(), "serve", str(root), "--port", "0", "--token", "xvfb-token-1234567890",
+         "--data-dir", str(tmp_path / "data"), "--window-size", "320x240"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL,
+    )
+    try:
+        url = None
+        deadline = time.monotonic() + 180
+        while url is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            if line.strip().startswith("WebSocket:"):
+                url = line.split()[1]
+        assert url, "the server did not start without a display"
+        displays = xvfb_children(process.pid)
+        assert len(displays) == 1, "one virtual display, the server's"
+        with Client(url, "xvfb-token-1234567890", reconnect=False) as client:
+            run = client.run("hangs_demo", {"participant": "xvfb"})
+            for event in client.events(timeout=30):
+                if event.event == "data_rows" and event.run_id == run.run_id:
+                    break
+            assert client.abort(grace=0.5)["killed"] is True
+            assert run.wait(timeout=60).data["outcome"] == "aborted"
+            assert client.run("frames_demo", {"n_trials": 1, "frames_per_trial": 1}).wait(timeout=120)
+        assert xvfb_children(process.pid) == displays, "the killed worker left no display behind"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    assert all(not Path(f"/proc/{pid}").exists() for pid in displays), "and it goes with the server"

@@ -200,9 +200,13 @@ class LiaisonServer:
         for run in self.recovery.runs:
             log.warning("recovered interrupted run %s: %d rows rebuilt into %s", run["run_id"], run["rows"], run["csv"])
         params = {**self.journal.get_state("params", {}), **config.params}
+        # The server owns the virtual display: workers inherit it, so a killed worker leaves none behind.
+        from session.display import ensure_display
+
+        await self.loop.run_in_executor(None, ensure_display, config.headless)
         self.host = WorkerHost(
             WorkerConfig(root=str(config.root), data_dir=str(config.data_dir), window=config.window, params=params,
-                         headless=config.headless),
+                         headless=None),  # the display is ours, set up above; the worker inherits it
             publisher=self.publisher, on_exit=self._worker_exited, on_start=self._on_worker_start, loop=self.loop,
         )
         await self.loop.run_in_executor(None, lambda: self.host.start(timeout=180))
