@@ -13,7 +13,6 @@ import atexit
 import os
 import random
 import secrets
-import sys
 import threading
 import time
 import traceback
@@ -28,7 +27,7 @@ from .builder_shim import BuilderSessionShim
 from .capture import CapturedOutput
 from .errors import Busy, Conflict, NotFound, WrongThread
 from .events import (
-    Annotated, DataAdded, DataRows, Event, ExperimentAdded, ExpInfoChanged, Publisher, RunFailed,
+    Annotated, DataAdded, DataRows, ExperimentAdded, ExpInfoChanged, Publisher, RunFailed,
     RunFinished, RunPaused, RunResumed, RunStarted, RunStopping, StatusChanged, TrialsChanged,
 )
 from .experiments import Experiment, defaults_from_module, discover, load_module, make_experiment

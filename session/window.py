@@ -8,7 +8,7 @@ cannot change on a live window (size, screen, fullscreen, backend...) does.
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .errors import WrongThread

@@ -7,8 +7,12 @@ display; nothing about the window or the experiments is mocked.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,6 +62,47 @@ def run_csv(data_dir: Path) -> Path:
     files = sorted(Path(data_dir).rglob("*.csv"))
     assert len(files) == 1, f"expected one CSV in {data_dir}, found {files}"
     return files[0]
+
+
+def liaison_command() -> list[str]:
+    """The installed ``liaison`` console script (or the module, if it is not installed)."""
+    script = Path(sys.executable).parent / "liaison"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "liaison.cli"]
+
+
+def start_serve(root: Path, data_dir: Path, *extra: str, env: dict | None = None,
+                stderr=subprocess.DEVNULL) -> tuple[subprocess.Popen, dict[str, str]]:
+    """``liaison serve`` as a real process; returns it and its banner (``{"WebSocket": url, ...}``)."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "LIAISON_TOKEN"}
+    process = subprocess.Popen(
+        [*liaison_command(), "serve", str(root), "--port", "0", "--data-dir", str(data_dir),
+         "--window-size", "320x240", "--frame-rate", "60", *extra],
+        env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, stdin=subprocess.DEVNULL,
+    )
+    banner: dict[str, str] = {}
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        if line.startswith("Press Ctrl+C"):  # the banner's last line
+            return process, banner
+        name, _, value = line.strip().partition(":")
+        banner[name] = value.split()[0] if value.split() else ""
+    process.kill()
+    raise AssertionError(f"liaison serve did not start; it printed {banner}")
+
+
+def stop_serve(process: subprocess.Popen, timeout: float = 60) -> int | None:
+    """SIGTERM (a graceful shutdown), then SIGKILL if it does not end in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -6,22 +6,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import pytest
 
-from conftest import EXAMPLES, make_root, read_csv, run_csv
+from conftest import EXAMPLES, liaison_command, make_root, read_csv, run_csv, start_serve, stop_serve
 from liaison.client import Client
 
 SMALL = ["-i", "n_trials:=3", "-i", "frames_per_trial:=2"]
-
-
-def liaison_command() -> list[str]:
-    script = Path(sys.executable).parent / "liaison"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "liaison.cli"]
 
 
 def cli(*args: str, token: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -132,22 +125,9 @@ def test_serve_prints_where_and_shuts_down_gracefully_on_sigterm(tmp_path):
     """SIGTERM stops the running experiment, saves its data and says goodbye (1001)."""
     root = make_root(tmp_path, examples=False)
     data_dir = tmp_path / "data"
-    process = subprocess.Popen(
-        [*liaison_command(), "serve", str(root), "--port", "0", "--data-dir", str(data_dir),
-         "--window-size", "320x240", "--frame-rate", "60"],
-        env={k: v for k, v in os.environ.items() if k != "LIAISON_TOKEN"},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-    )
+    process, printed = start_serve(root, data_dir, stderr=subprocess.PIPE)
     try:
-        printed: dict[str, str] = {}
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not {"WebSocket", "Token"} <= printed.keys():
-            line = process.stdout.readline()
-            if not line:
-                break
-            name, _, value = line.strip().partition(":")
-            printed[name] = value.strip().split()[0] if value.strip() else ""
-        assert {"WebSocket", "Dashboard", "Token"} <= printed.keys(), (printed, process.stderr.read())
+        assert {"WebSocket", "Dashboard", "Token"} <= printed.keys(), printed
         url, token = printed["WebSocket"], printed["Token"]
         assert url.startswith("ws://127.0.0.1:"), "binds to loopback by default"
         assert printed["Dashboard"].endswith(f"#token={token}"), "the token goes in the fragment only"
@@ -231,21 +211,9 @@ def xvfb_children(pid: int) -> list[int]:
 def test_without_a_display_the_server_owns_one_xvfb_and_an_abort_leaks_none(tmp_path):
     root = make_root(tmp_path, examples=False)
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "LIAISON_TOKEN")}
-    process = subprocess.Popen(
-        [*liaison_command(), "serve", str(root), "--port", "0", "--token", "xvfb-token-1234567890",
-         "--data-dir", str(tmp_path / "data"), "--window-size", "320x240"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL,
-    )
+    process, printed = start_serve(root, tmp_path / "data", "--token", "xvfb-token-1234567890", env=env)
     try:
-        url = None
-        deadline = time.monotonic() + 180
-        while url is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            if line.strip().startswith("WebSocket:"):
-                url = line.split()[1]
-        assert url, "the server did not start without a display"
+        url = printed["WebSocket"]
         displays = xvfb_children(process.pid)
         assert len(displays) == 1, "one virtual display, the server's"
         with Client(url, "xvfb-token-1234567890", reconnect=False) as client:
@@ -258,9 +226,5 @@ def test_without_a_display_the_server_owns_one_xvfb_and_an_abort_leaks_none(tmp_
             assert client.run("frames_demo", {"n_trials": 1, "frames_per_trial": 1}).wait(timeout=120)
         assert xvfb_children(process.pid) == displays, "the killed worker left no display behind"
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_serve(process)
     assert all(not Path(f"/proc/{pid}").exists() for pid in displays), "and it goes with the server"

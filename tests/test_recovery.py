@@ -7,13 +7,10 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import pytest
 
-from conftest import TEST_EXPERIMENTS, make_root, read_csv
+from conftest import TEST_EXPERIMENTS, make_root, read_csv, start_serve, stop_serve
 from liaison.client import Client
 from liaison.server import ServerConfig, ServerThread
 
@@ -71,22 +68,8 @@ def test_worker_killed_mid_run(tmp_path):
 
 
 def serve(root: Path, data_dir: Path) -> tuple[subprocess.Popen, str]:
-    script = Path(sys.executable).parent / "liaison"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "liaison.cli"]
-    process = subprocess.Popen(
-        [*command, "serve", str(root), "--port", "0", "--data-dir", str(data_dir), "--token", TOKEN,
-         "--window-size", "320x240", "--frame-rate", "60"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        if line.strip().startswith("WebSocket:"):
-            return process, line.split()[1]
-    process.kill()
-    raise AssertionError("the server did not start")
+    process, banner = start_serve(root, data_dir, "--token", TOKEN)
+    return process, banner["WebSocket"]
 
 
 def test_server_killed_mid_run_then_restarted(tmp_path):
@@ -128,8 +111,4 @@ def test_server_killed_mid_run_then_restarted(tmp_path):
                             next(f.split("/")[-1] for f in end.data["data_files"] if f.endswith(".csv")))[0][
                 "session"] == "007"
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(60)
-        except subprocess.TimeoutExpired:
-            second.kill()
+        stop_serve(second)

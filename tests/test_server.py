@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -11,7 +10,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import read_csv, run_csv
-from liaison.client import Client, Conflict, Forbidden, InvalidArgs, NotFound, Unauthorized
+from liaison.client import Client, Conflict, Forbidden, Unauthorized
 from wsraw import Raw
 
 SMALL = {"n_trials": 3, "frames_per_trial": 2}
