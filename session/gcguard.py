@@ -37,6 +37,7 @@ class GcGuard:
         self._started = 0.0
         self._scheduled = False
         self._active = False
+        self._overdue = False  # set by a young collection once the middle one is far overdue
         self._thresholds = gc.get_threshold()
         self._middle_every = max(1, self._thresholds[1])
 
@@ -50,6 +51,8 @@ class GcGuard:
             self.max_boundary_pause = max(self.max_boundary_pause, pause)
         else:
             self.max_pause = max(self.max_pause, pause)
+            if gc.get_count()[1] >= MAX_DEFERRED:
+                self._overdue = True
 
     def __enter__(self) -> "GcGuard":
         gc.collect()
@@ -74,11 +77,12 @@ class GcGuard:
             self._collect_middle()
 
     def at_frame(self) -> None:
-        """Safety valve for scripts with no trial boundaries: collect when far overdue."""
-        if self._active and gc.get_count()[1] >= MAX_DEFERRED:
+        """Safety valve for scripts with no trial boundaries (every status read: one attribute test)."""
+        if self._overdue and self._active:
             self._collect_middle()
 
     def _collect_middle(self) -> None:
+        self._overdue = False
         self._scheduled = True
         try:
             gc.collect(1)

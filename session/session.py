@@ -415,12 +415,12 @@ class Session:
         if outcome == "failed":
             self.events.publish(RunFailed(
                 run_id=ticket.run_id, key=ticket.key, error=error or "", traceback=tb or "",
-                rows=result.rows, data_files=files,
+                rows=result.rows, data_files=result.data_files,
             ))
         else:
             self.events.publish(RunFinished(
                 run_id=ticket.run_id, key=ticket.key, outcome=outcome, rows=result.rows,
-                data_files=files, duration=result.duration, gc_max_pause=result.gc_max_pause,
+                data_files=result.data_files, duration=result.duration, gc_max_pause=result.gc_max_pause,
                 gc_max_boundary_pause=result.gc_max_boundary_pause,
             ))
         self._set_status(IDLE)
