@@ -42,8 +42,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PACED_RATE = 22_000  # rows/s for the paced fan-out: the goal's 20k/s with a margin for the run's ends
 from typing import Any, Awaitable, Callable
+
+PACED_RATE = 22_000  # rows/s for the paced fan-out: the goal's 20k/s with a margin for the run's ends
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]

@@ -57,10 +57,10 @@ def _bench_publish(n: int) -> dict:
     for label, with_sender in (("publish_alone", False), ("publish_with_sender", True)):
         outbox: queue.SimpleQueue = queue.SimpleQueue()
         publisher = Publisher()
-        publisher.subscribe(lambda e: outbox.put(("event", e)))
+        publisher.subscribe(lambda e, outbox=outbox: outbox.put(("event", e)))
         stop = threading.Event()
 
-        def sender():
+        def sender(stop=stop, outbox=outbox):
             while not stop.is_set() or not outbox.empty():
                 try:
                     pickle.dumps(outbox.get(timeout=0.05), protocol=pickle.HIGHEST_PROTOCOL)

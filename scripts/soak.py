@@ -603,7 +603,7 @@ class Soak:
             done = subprocess.run([sys.executable, "-c", CALIBRATE, str(self.root / f"{KEY}.py"), str(rows),
                                    json.dumps(info)], capture_output=True, text=True, timeout=180,
                                   cwd=self.tmp, stdin=subprocess.DEVNULL)
-            line = next((l for l in done.stdout.splitlines() if l.startswith("CALIBRATION ")), None)
+            line = next((text for text in done.stdout.splitlines() if text.startswith("CALIBRATION ")), None)
             if line is None:
                 raise RuntimeError((done.stderr or done.stdout)[-500:])
             self.calibration = json.loads(line.split(" ", 1)[1])

@@ -207,6 +207,6 @@ class Publisher:
             for sink in self._sinks:
                 try:
                     sink(event)
-                except Exception:  # a broken sink must not break the experiment
+                except Exception:  # noqa: BLE001 - a broken sink must not break the experiment
                     pass
         return event

@@ -76,7 +76,7 @@ class MainThreadQueue:
                 if idle is not None and time.monotonic() >= next_idle:
                     try:
                         idle()
-                    except Exception:  # idle work must never end the loop
+                    except Exception:  # noqa: BLE001 - idle work must never end the loop
                         pass
                     next_idle = time.monotonic() + idle_interval
         finally:

@@ -121,7 +121,7 @@ class WindowHost:
             return
         try:
             self.win.retrieveAutoDraw()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a stimulus an experiment broke must not keep the window dirty
             pass
         self.win.clearAutoDraw()
         self.win.units = self.params.units

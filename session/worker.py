@@ -83,7 +83,7 @@ def _error_payload(exc: BaseException) -> dict[str, Any]:
 def _picklable(message: tuple) -> bytes:
     try:
         return pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:  # an experiment stored something unpicklable in its data
+    except Exception:  # noqa: BLE001 - an experiment stored something unpicklable in its data
         return pickle.dumps(_sanitised(message), protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -99,7 +99,7 @@ def _sanitised(value: Any) -> Any:
     try:
         pickle.dumps(value)
         return value
-    except Exception:
+    except Exception:  # noqa: BLE001 - anything pickle refuses travels as its repr
         return repr(value)
 
 
@@ -453,7 +453,7 @@ class WorkerHost:
         if self.alive:
             try:
                 self.request("shutdown", timeout=5)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a worker that cannot answer is killed below
                 pass
             try:
                 self.process.wait(timeout)
@@ -491,7 +491,7 @@ class WorkerHost:
             raise WorkerError("conflict", "cannot abort: no experiment is running")
         try:
             self.request("stop", timeout=grace)
-        except Exception:
+        except Exception:  # noqa: BLE001 - whether stop answered or not, the deadline below decides
             pass
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and self.current_run is not None:
@@ -514,7 +514,7 @@ class WorkerHost:
                 message = pickle.loads(conn.recv_bytes())
             except (EOFError, OSError):
                 break
-            except Exception:
+            except Exception:  # noqa: BLE001 - an unreadable message is skipped, not fatal
                 continue
             self._dispatch(message)
         self._on_death(process)

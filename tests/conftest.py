@@ -1,7 +1,9 @@
 """Shared fixtures: a real X display (Xvfb when headless) and a session root.
 
-Every test that opens a window uses a real PsychoPy window on a real (virtual)
-display; nothing about the window or the experiments is mocked.
+Two tiers: ``tests/unit`` needs no window and no socket and runs in seconds;
+``tests/e2e`` opens real PsychoPy windows on a real (virtual) display and
+talks to real servers over loopback. Nothing about the window or the
+experiments is mocked there.
 """
 
 from __future__ import annotations
@@ -26,10 +28,20 @@ TEST_EXPERIMENTS = Path(__file__).resolve().parent / "experiments"
 EXAMPLES = PROJECT / "examples"
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def display():
     """Open windows on the machine's display, or on a private Xvfb when there is none."""
     return ensure_display(None)
+
+
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every end-to-end test gets the display; unit tests never start one."""
+    for item in items:
+        if E2E in Path(str(item.fspath)).resolve().parents:
+            item.fixturenames.insert(0, "display")
 
 
 def make_root(base: Path, *, examples: bool = True, fixtures: bool = True) -> Path:

@@ -25,7 +25,7 @@ from liaison.protocol.schema import EXAMPLE_ARGS, example_messages, json_schema,
 from session import errors as session_errors
 from session import events as session_events
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def req(cmd="ping", args=None, id=1, **extra) -> str:

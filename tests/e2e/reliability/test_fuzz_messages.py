@@ -488,7 +488,7 @@ class Generator:
     # --- driver ---------------------------------------------------------------------------------
     def case(self, role: str) -> Case:
         pick = self.r.random() * self.cumulative[-1]
-        for maker, bound in zip(self.makers, self.cumulative):
+        for maker, bound in zip(self.makers, self.cumulative):  # noqa: B007 - the last one is the fallback
             if pick < bound:
                 break
         case = maker(role)
@@ -618,7 +618,7 @@ def test_fuzzed_messages_each_get_exactly_one_typed_reply(server):
                          f"final-{name}", OK, "final ping")
             exchange(session, name, [final], answered, counts)
             # Every accepted annotation reaches both connections (each subscribed to everything) ...
-            drain_events(session, name, counts, lambda: counts[f"{name}:annotation"] >= counts["annotate_ok"], 15)
+            drain_events(session, name, counts, lambda name=name: counts[f"{name}:annotation"] >= counts["annotate_ok"], 15)
         for name, session in sessions.items():
             # ... once, and no reply comes after the last one expected.
             drain_events(session, name, counts, lambda: False, 0.5)

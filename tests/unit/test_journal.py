@@ -187,7 +187,7 @@ def test_the_memory_buffer_is_bounded_by_size_too(tmp_path):
     try:
         hub = Hub(loop, replay_size=1000, journal=journal, replay_bytes=20_000)
         publisher = Publisher()
-        for i in range(100):
+        for _ in range(100):
             hub.dispatch(publisher.publish(Annotated(run_id=None, text="x" * 1000)))
         kept = sum(len(text) for _, _, text in hub.replay)
         assert kept <= 20_000 and len(hub.replay) < 25 and hub.replay[-1][0] == 100
