@@ -156,7 +156,7 @@ def test_serve_prints_where_and_shuts_down_gracefully_on_sigterm(tmp_path):
 
 def test_runs_and_offline_recover_on_a_data_folder(tmp_path):
     from session.datalock import DataDirLock
-    from test_journal import a_run, published
+    from journal_fixtures import a_run, published
 
     from session.journal import Journal
 
