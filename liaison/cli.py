@@ -110,7 +110,7 @@ def serve(
                               headless=headless, window=window, params=parse_pairs(param, "--param"))
     except ValueError as exc:
         fail(str(exc))
-    from session.datalock import DataDirBusy
+    from liaison.store.datalock import DataDirBusy
 
     try:
         server = LiaisonServer(config)
@@ -306,7 +306,7 @@ def experiments(
 
 
 def _journal_or_fail(data_dir: Path, readonly: bool):
-    from session.journal import JOURNAL_FILE, Journal
+    from liaison.store.journal import JOURNAL_FILE, Journal
 
     if not (data_dir / JOURNAL_FILE).exists():
         fail(f"no journal in {data_dir} (expected {JOURNAL_FILE}; is this a server's --data-dir?)")
@@ -350,9 +350,9 @@ def recover(
     A server does this by itself when it starts; this is for a data folder
     you want to inspect or archive without starting one.
     """
-    from session.datalock import DataDirBusy, DataDirLock
+    from liaison.store.datalock import DataDirBusy, DataDirLock
     from session.events import Publisher
-    from session.recovery import recover as recover_runs
+    from liaison.store.recovery import recover as recover_runs
 
     from .protocol import TOPIC_OF_EVENT, Topic, event_json
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(PROJECT))
 from liaison.protocol import TOPIC_OF_EVENT, event_json  # noqa: E402
 from liaison.server.hub import Hub, Subscriber  # noqa: E402
 from session.events import Annotated, DataRows, Publisher  # noqa: E402
-from session.journal import Journal  # noqa: E402
+from liaison.store.journal import Journal  # noqa: E402
 
 
 def data_row(i: int) -> dict:

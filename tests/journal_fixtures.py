@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from liaison.protocol import event_json
 from session.events import DataRows, Publisher, RunFinished, RunStarted
-from session.journal import Journal
+from liaison.store.journal import Journal
 
 
 def published(journal: Journal, events, batch: int = 1):

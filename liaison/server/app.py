@@ -23,10 +23,10 @@ from typing import Any
 
 from websockets.asyncio.server import serve
 
-from session.datalock import DataDirLock
+from liaison.store.datalock import DataDirLock
 from session.events import Event, Publisher, RunRecovered, StatusChanged
-from session.journal import Journal, command_row
-from session.recovery import rebuild_run, recover
+from liaison.store.journal import Journal, command_row
+from liaison.store.recovery import rebuild_run, recover
 from session.worker import WorkerConfig, WorkerHost
 
 from .. import __version__
@@ -36,7 +36,7 @@ from .connection import ClientConnection
 from .dispatch import Dispatcher, worker_reply
 from .http import HttpFront
 from .hub import Hub
-from .runs import RunHistory
+from ..store.runs import RunHistory
 
 log = logging.getLogger("liaison.server")
 READS_FLUSH = 0.05  # seconds: how long read-only commands wait to be journalled together

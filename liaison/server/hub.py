@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from session.events import Event
-from session.journal import Journal
+from liaison.store.journal import Journal
 
 from ..protocol import TOPIC_OF_EVENT, Topic, event_json
 

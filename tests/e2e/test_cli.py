@@ -155,10 +155,10 @@ def test_serve_prints_where_and_shuts_down_gracefully_on_sigterm(tmp_path):
 
 
 def test_runs_and_offline_recover_on_a_data_folder(tmp_path):
-    from session.datalock import DataDirLock
+    from liaison.store.datalock import DataDirLock
     from journal_fixtures import a_run, published
 
-    from session.journal import Journal
+    from liaison.store.journal import Journal
 
     data = tmp_path / "data"
     run_dir = data / "runs" / "r-open"

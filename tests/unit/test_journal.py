@@ -12,8 +12,8 @@ from liaison.protocol import event_json
 from liaison.server.hub import Hub, Subscriber
 from journal_fixtures import a_run, published
 from session.events import Annotated, Publisher
-from session.journal import Journal, check_wal
-from session.recovery import recover
+from liaison.store.journal import Journal, check_wal
+from liaison.store.recovery import recover
 
 
 def test_events_runs_and_commands_are_stored_and_survive_reopening(tmp_path):

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import records
-from .events import Event, RunFinished, RunRecovered
+from session import records
+from session.events import Event, RunFinished, RunRecovered
+
 from .journal import Journal
 
 Publish = Callable[[Event], Any]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .events import Event
+from session.events import Event
 
 JOURNAL_FILE = "journal.sqlite"
 SCHEMA_VERSION = 1

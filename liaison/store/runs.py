@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from session.journal import Journal
+from .journal import Journal
 
 
 class RunHistory:
