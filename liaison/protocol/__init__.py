@@ -16,7 +16,7 @@ from .errors import (
     CLOSE_DESCRIPTIONS, ERROR_DESCRIPTIONS, CloseCode, ErrorCode, ProtocolError, error_code_for,
 )
 from .messages import (
-    EVENT_DATA_MODELS, PROTOCOL_VERSION, SERVER_MESSAGES, Auth, Envelope, ErrorBody, EventMessage, Gap,
+    EVENT_DATA_MODELS, PROTOCOL_VERSION, SERVER_MESSAGES, Alert, Auth, Envelope, ErrorBody, EventMessage, Gap,
     Goodbye, Hello, Reply, RequestId, ServerMessage, Welcome,
 )
 
@@ -24,7 +24,7 @@ __all__ = [
     "CLOSE_DESCRIPTIONS", "COMMANDS", "CONTROLLER_COMMANDS", "ERROR_DESCRIPTIONS", "EVENT_DATA_MODELS",
     "MAX_DEPTH", "MAX_MESSAGE_BYTES", "MAX_VALUE_DEPTH", "OBSERVER_COMMANDS", "PROTOCOL_VERSION",
     "REQUEST_ADAPTER", "REQUEST_MODELS", "SERVER_MESSAGES", "TOPIC_OF_EVENT",
-    "Auth", "CloseCode", "CommandArgs", "Envelope", "ErrorBody", "ErrorCode", "EventMessage", "Gap",
+    "Alert", "Auth", "CloseCode", "CommandArgs", "Envelope", "ErrorBody", "ErrorCode", "EventMessage", "Gap",
     "Goodbye", "Hello", "ProtocolError", "Reply", "Request", "RequestId", "RequestUnion", "ServerMessage",
     "Topic", "Welcome",
     "dumps", "error_code_for", "errors_jsonable", "event_json", "event_message", "parse_client_message",

@@ -25,6 +25,7 @@ class ErrorCode(str, Enum):
     CONFLICT = "conflict"
     BUSY = "busy"
     EXPERIMENT_ERROR = "experiment_error"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
     INTERNAL = "internal"
 
     def __str__(self) -> str:  # (str, Enum) would print "ErrorCode.X" on 3.11+
@@ -48,6 +49,9 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.CONFLICT: "The command does not fit the current state (e.g. `pause` when nothing runs).",
     ErrorCode.BUSY: "Another run is in progress, or the session did not answer in time.",
     ErrorCode.EXPERIMENT_ERROR: "The experiment file is invalid, cannot compile, or cannot be imported.",
+    ErrorCode.STORAGE_UNAVAILABLE: (
+        "The server cannot write its journal (e.g. the disk is full): no run starts until it can again."
+    ),
     ErrorCode.INTERNAL: "A bug or an unexpected failure on the server side (e.g. the worker died).",
 }
 
@@ -110,6 +114,7 @@ _SESSION_CODES: dict[str, ErrorCode] = {
     "busy": ErrorCode.BUSY,
     "internal": ErrorCode.INTERNAL,
     "invalid_args": ErrorCode.INVALID_ARGS,
+    "storage_unavailable": ErrorCode.STORAGE_UNAVAILABLE,
 }
 
 

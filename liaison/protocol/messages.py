@@ -174,7 +174,27 @@ class Goodbye(Envelope):
     reason: str = Field(description="Human-readable reason.")
 
 
-SERVER_MESSAGES: tuple[type[Envelope], ...] = (Hello, Welcome, Reply, EventMessage, Gap, Goodbye)
+AlertCode = Literal["storage_failed", "storage_restored"]
+
+
+class Alert(Envelope):
+    """Something every client must know at once, outside the event sequence (an alert takes no `seq`).
+
+    `storage_failed`: the server cannot write its journal (e.g. the disk is full). Since a client
+    only ever sees what is on disk, no events are delivered from then on, the running experiment
+    is stopped (PsychoPy still saves its own files if it can), and `run` is refused with
+    `storage_unavailable`. `storage_restored`: the journal can be written again; events flow again
+    (the ones that could not be stored are missing from the sequence, and no client saw them).
+    """
+
+    type: Literal["alert"] = Field("alert", description="Message type.")
+    code: AlertCode = Field(description="What happened.")
+    message: str = Field(description="Human-readable explanation.")
+    details: dict[str, Any] = Field(default_factory=dict, description=(
+        "For `storage_failed`: `error` (the write's failure) and `first_undelivered_seq`."))
+
+
+SERVER_MESSAGES: tuple[type[Envelope], ...] = (Hello, Welcome, Reply, EventMessage, Gap, Goodbye, Alert)
 ServerMessage = Annotated[Union[SERVER_MESSAGES], Field(discriminator="type")]  # type: ignore[valid-type]
 
 

@@ -18,7 +18,7 @@ from .commands import (
 )
 from .errors import CLOSE_DESCRIPTIONS, ERROR_DESCRIPTIONS, CloseCode, ErrorCode
 from .messages import (
-    EVENT_DATA_MODELS, SERVER_MESSAGES, Auth, ErrorBody, EventMessage, Gap, Goodbye, Hello, Reply, Welcome,
+    EVENT_DATA_MODELS, SERVER_MESSAGES, Alert, Auth, ErrorBody, EventMessage, Gap, Goodbye, Hello, Reply, Welcome,
 )
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -87,6 +87,8 @@ def example_messages() -> dict[str, str]:
                            "latency": 0.012}),
         Gap(from_seq=1, to_seq=99, reason="these events are no longer stored"),
         Goodbye(code=int(CloseCode.SLOW_CONSUMER), reason="client too slow: more than 50000 events queued"),
+        Alert(code="storage_failed", message="the server cannot write its journal",
+              details={"error": "OperationalError: database or disk is full", "first_undelivered_seq": 4711}),
     ]
     texts = {message.type: dumps(message) for message in examples if message.type != "reply"}
     texts["reply"] = dumps(examples[4])
@@ -325,7 +327,8 @@ def markdown_doc() -> str:
     order = [("hello", "Hello", "server → client"), ("auth", "Auth", "client → server"),
              ("welcome", "Welcome", "server → client"), ("request", None, "client → server"),
              ("reply", "Reply", "server → client"), ("event", "EventMessage", "server → client"),
-             ("gap", "Gap", "server → client"), ("goodbye", "Goodbye", "server → client")]
+             ("gap", "Gap", "server → client"), ("goodbye", "Goodbye", "server → client"),
+             ("alert", "Alert", "server → client")]
     for kind, name, direction in order:
         add(f"### `{kind}` ({direction})")
         add("")

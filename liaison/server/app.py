@@ -1,12 +1,19 @@
-"""The liaison server: supervises the session worker and serves clients.
+"""The liaison server: assembles the parts and runs them until stopped.
 
-The session (and PsychoPy) live in a worker process; this process only
-speaks WebSocket and HTTP, so the experiment's main thread never waits on a
-client. If the worker dies it is restarted, its run's journalled rows are
-rebuilt into a CSV, and clients are told. The journal (``DATA/journal.sqlite``)
-holds every event and command; on start the server resumes its numbering,
-run history, session params and added experiments from it, and recovers runs
-a crash left open.
+The session (and PsychoPy) live in a worker process (:mod:`session.worker`);
+this process only speaks WebSocket and HTTP, so the experiment's main thread
+never waits on a client. The parts, each given only what it needs:
+
+- :class:`~liaison.store.journal.Journal`: every event and command on disk;
+  on start the server resumes its numbering, run history, session params and
+  added experiments from it, and recovers runs a crash left open;
+- :class:`~liaison.server.hub.Hub`: journals and fans out events;
+- :class:`~liaison.server.link.SessionLink`: commands to the worker, which
+  its host restarts after a crash;
+- :class:`~liaison.server.dispatch.Dispatcher`: requests into work;
+- :class:`~liaison.server.connection.ClientConnection`: one per client;
+- :class:`~liaison.server.http.HttpFront`: the dashboard, downloads, and the
+  Host/Origin checks.
 """
 
 from __future__ import annotations
@@ -17,37 +24,42 @@ import logging
 import secrets
 import signal
 import threading
-import time
-from pathlib import Path
-from typing import Any
 
 from websockets.asyncio.server import serve
 
-from liaison.store.datalock import DataDirLock
-from session.events import Event, Publisher, RunRecovered, StatusChanged
-from liaison.store.journal import Journal, command_row
-from liaison.store.recovery import rebuild_run, recover
-from session.worker import WorkerConfig, WorkerHost
+from session.display import ensure_display
+from session.events import Publisher
+from session.worker import WorkerConfig
 
 from .. import __version__
-from ..protocol import OBSERVER_COMMANDS, CloseCode
+from ..protocol import CloseCode, Hello, dumps
+from ..store.datalock import DataDirLock
+from ..store.journal import Journal
+from ..store.recovery import recover
+from ..store.runs import RunHistory
+from .auth import Credentials
+from .clients import ClientRegistry
+from .commandlog import CommandLog
 from .config import ServerConfig
-from .connection import ClientConnection
-from .dispatch import Dispatcher, worker_reply
+from .connection import ClientConnection, Limits
+from .dispatch import Dispatcher
+from .guards import HostCheck
 from .http import HttpFront
 from .hub import Hub
-from ..store.runs import RunHistory
+from .link import SessionLink
+from .resources import web_dir
 
 log = logging.getLogger("liaison.server")
-READS_FLUSH = 0.05  # seconds: how long read-only commands wait to be journalled together
-DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
+STORAGE_PROBE = 2.0  # seconds between write attempts while the journal cannot be written
 
 
 class LiaisonServer:
+    """One server per data folder; :meth:`serve` runs it on the current event loop."""
+
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         if config.web_dir is None:
-            config.web_dir = DEFAULT_WEB_DIR
+            config.web_dir = web_dir()
         self.version = __version__
         self.lock = DataDirLock(config.data_dir).acquire()  # DataDirBusy if another server has it
         self.journal = Journal.in_dir(config.data_dir, durable=config.durable, background_checkpoints=True)
@@ -57,167 +69,70 @@ class LiaisonServer:
             self.journal.set_state("session_id", self.session_id)
         self.publisher = Publisher(first_seq=self.journal.last_seq + 1)
         self.runs = RunHistory(self.journal)
+        self.clients = ClientRegistry()
+        self.credentials = Credentials(config.token, config.observer_token, config.no_auth)
         self.recovery = None
-        self._command_rows: list[tuple] = []  # reads, journalled together at the end of the loop turn
-        self.dispatcher = Dispatcher(self)
-        self.connections: set[ClientConnection] = set()
         self.hub: Hub | None = None
-        self.host: WorkerHost | None = None
+        self.link: SessionLink | None = None
+        self.commands: CommandLog | None = None
+        self.dispatcher: Dispatcher | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port: int | None = None
         self.ready = threading.Event()
         self._stop: asyncio.Event | None = None
-        self._shutting_down = False
-        self._restarting = threading.Lock()
-
-    # --- pieces the connections use -------------------------------------------------
-    async def snapshot(self) -> dict[str, Any]:
-        try:
-            state = await worker_reply(self.host, "state", 10)
-        except Exception as exc:  # noqa: BLE001 - a snapshot without the worker still helps
-            state = {"status": "unavailable", "error": str(exc)}
-        state["last_seq"] = self.hub.last_seq
-        state["runs"] = self.runs.list(50)
-        state["server"] = {"version": self.version, "session_id": self.session_id,
-                           "worker_restarts": self.host.restarts, "clients": len(self.connections)}
-        return state
-
-    def journal_command(self, conn: ClientConnection, cmd: str, args: dict[str, Any], request_id: Any = None) -> None:
-        """Record who asked for what (loop thread).
-
-        A command that changes anything is on disk before it is carried out
-        (with any reads queued before it). Reads change nothing, so they are
-        journalled together every ``READS_FLUSH`` seconds: a transaction per
-        ping would double its round trip.
-        """
-        self._command_rows.append(command_row(client_id=conn.client_id, client_name=conn.name, role=conn.role,
-                                              cmd=cmd, args=args, request_id=request_id))
-        if cmd not in OBSERVER_COMMANDS:
-            self._flush_commands()
-            log.info("client %s (%s) -> %s", conn.client_id, conn.role, cmd)
-        elif len(self._command_rows) == 1:
-            self.loop.call_later(READS_FLUSH, self._flush_commands)
-
-    def _flush_commands(self) -> None:
-        rows, self._command_rows = self._command_rows, []
-        if not rows:
-            return
-        try:
-            self.journal.record_commands(rows)
-        except Exception:  # noqa: BLE001 - the commands still run; the failure is loud
-            log.exception("could not journal %d commands", len(rows))
-
-    # --- state that outlives the worker and the server ----------------------------------
-    def remember_experiment(self, path: str, key: str | None) -> None:
-        added = [e for e in self.journal.get_state("added_experiments", []) if e["path"] != path]
-        self.journal.set_state("added_experiments", added + [{"path": path, "key": key}])
-
-    def _on_worker_start(self, host: WorkerHost) -> None:
-        """Give every fresh worker the experiments clients added to the ones before it."""
-        for entry in self.journal.get_state("added_experiments", []):
-            try:
-                host.request("add_experiment", timeout=120, path=entry["path"], key=entry["key"])
-            except Exception as exc:  # noqa: BLE001 - a file may have gone since
-                log.warning("could not re-add experiment %s: %s", entry["path"], exc)
-
-    def _on_event(self, event: Event) -> None:
-        """Hub listener (loop thread, after the event is journalled)."""
-        if event.type == "exp_info_changed" and event.run_id is None:
-            self.journal.set_state("params", event.exp_info)
-        elif event.type in ("run_finished", "run_failed") and self.host is not None \
-                and event.run_id in self.host.lost_runs:
-            reason = self.host.lost_runs.pop(event.run_id)
-            self.loop.run_in_executor(None, self._rebuild_lost_run, event.run_id, reason)
-
-    def _rebuild_lost_run(self, run_id: str, reason: str) -> None:
-        """The worker died under this run: its journalled rows become its CSV."""
-        run = self.journal.run(run_id)
-        if run is None:
-            return
-        try:
-            done = rebuild_run(self.journal, run, reason=reason)
-        except Exception:  # noqa: BLE001
-            log.exception("could not rebuild the data of run %s", run_id)
-            return
-        log.warning("run %s: rebuilt %d rows from the journal into %s", run_id, done["rows"], done["csv"])
-        self.publisher.publish(RunRecovered(run_id=run_id, key=run["key"], rows=done["rows"],
-                                            data_files=done["data_files"], reason=reason))
-
-    # --- worker supervision ------------------------------------------------------------
-    def _worker_exited(self, code: int | None) -> None:
-        if self._shutting_down or self.host is None or self.host._killing:
-            return
-        log.error("session worker exited unexpectedly (code %s); restarting", code)
-        self.host.restarting = True  # commands arriving meanwhile wait for the new worker
-        threading.Thread(target=self._restart_worker, daemon=True).start()
-
-    def _restart_worker(self) -> None:
-        with self._restarting:
-            if self._shutting_down or self.host.alive:
-                self.host.restarting = False
-                return
-            try:
-                self.host.restart(timeout=120)
-                log.info("session worker restarted")
-            except Exception:  # noqa: BLE001
-                log.exception("could not restart the session worker")
-                self.publisher.publish(StatusChanged(status="unavailable"))
+        self._connections: set[ClientConnection] = set()
 
     # --- serving ----------------------------------------------------------------------------
-    async def _handler(self, ws) -> None:
-        conn = ClientConnection(self, ws)
-        self.connections.add(conn)
-        try:
-            await conn.serve()
-        finally:
-            self.connections.discard(conn)
-
     async def serve(self, install_signals: bool = False) -> None:
         """Start the worker, then serve until :meth:`request_stop` or a signal."""
         try:
             await self._serve(install_signals)
         finally:  # also when start-up failed (port taken, no display...): leave nothing behind
-            self._shutting_down = True
-            if self.host is not None:
-                await asyncio.get_running_loop().run_in_executor(None, lambda: self.host.shutdown(timeout=60))
+            if self.link is not None:
+                await self.link.shutdown()
             if self.hub is not None:
-                self.hub._drain()  # journal what is still queued
-            self._flush_commands()
+                self.hub.drain()  # journal what is still queued
+            if self.commands is not None:
+                self.commands.flush()
             self.journal.close()
             self.lock.release()
 
     async def _serve(self, install_signals: bool) -> None:
         config = self.config
-        self.loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.hub = Hub(self.loop, config.replay_size, journal=self.journal, replay_bytes=config.replay_bytes)
-        self.hub.listeners.append(self._on_event)
+        self.hub = Hub(loop, config.replay_size, journal=self.journal, replay_bytes=config.replay_bytes)
         self.publisher.subscribe(self.hub.push)
         if self.journal.damage:
             log.error("journal: %s", self.journal.damage.describe())
-        self.recovery = await self.loop.run_in_executor(
+        self.recovery = await loop.run_in_executor(
             None, lambda: recover(self.journal, self.publisher.publish, wait=config.recovery_wait))
         for run in self.recovery.runs:
             log.warning("recovered interrupted run %s: %d rows rebuilt into %s", run["run_id"], run["rows"], run["csv"])
         params = {**self.journal.get_state("params", {}), **config.params}
         # The server owns the virtual display: workers inherit it, so a killed worker leaves none behind.
-        from session.display import ensure_display
-
-        await self.loop.run_in_executor(None, ensure_display, config.headless)
-        self.host = WorkerHost(
+        await loop.run_in_executor(None, ensure_display, config.headless)
+        self.link = SessionLink(
             WorkerConfig(root=str(config.root), data_dir=str(config.data_dir), window=config.window, params=params,
                          headless=None),  # the display is ours, set up above; the worker inherits it
-            publisher=self.publisher, on_exit=self._worker_exited, on_start=self._on_worker_start, loop=self.loop,
-        )
-        await self.loop.run_in_executor(None, lambda: self.host.start(timeout=180))
+            self.journal, self.publisher, loop)
+        self.hub.listeners.append(self.link.on_event)
+        self.hub.on_storage_failure.append(self._storage_failed)
+        self.commands = CommandLog(self.journal, loop)
+        self.dispatcher = Dispatcher(self.link, self.hub, self.runs, self.clients,
+                                     {"version": self.version, "session_id": self.session_id},
+                                     max_reply_bytes=config.max_reply_bytes)
+        await self.link.start(timeout=180)
         gc.collect()
         gc.freeze()  # the server's long-lived objects are never scanned again: shorter pauses on the loop
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self.loop.add_signal_handler(sig, self.request_stop)
+                loop.add_signal_handler(sig, self.request_stop)
+        http = HttpFront(credentials=self.credentials, hosts=HostCheck(config.host, config.allowed_hosts),
+                         allowed_origins=config.allowed_origins, runs=self.runs, web_dir=config.web_dir)
         async with serve(
             self._handler, config.host, config.port,
-            process_request=HttpFront(self),
+            process_request=http,
             max_size=max(4 * config.max_message_bytes, 1 << 16),
             max_queue=64,
             ping_interval=config.ping_interval, ping_timeout=config.ping_interval,
@@ -227,23 +142,53 @@ class LiaisonServer:
             self.port = server.sockets[0].getsockname()[1]
             self.ready.set()
             log.info("serving %s on ws://%s:%s/ (auth: %s)", config.root, config.host, self.port,
-                     config.auth_method)
+                     self.credentials.method)
             await self._stop.wait()
-            await self._shutdown()
+            await self._shutdown(server)
+
+    async def _handler(self, ws) -> None:
+        config = self.config
+        hello = dumps(Hello(protocol=1, server=f"liaison {self.version}", session_id=self.session_id,
+                            auth=self.credentials.method, max_message_bytes=config.max_message_bytes))
+        limits = Limits(config.max_message_bytes, config.auth_timeout, config.client_queue_limit,
+                        config.client_buffer_bytes, config.max_in_flight)
+        conn = ClientConnection(ws, credentials=self.credentials, hub=self.hub, dispatcher=self.dispatcher,
+                                commands=self.commands, clients=self.clients, hello=hello, limits=limits)
+        self._connections.add(conn)
+        try:
+            await conn.serve()
+        finally:
+            self._connections.discard(conn)
 
     def request_stop(self) -> None:
+        """Stop serving (any thread): the run is stopped and saved, clients are told."""
         if self.loop is not None and self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, server) -> None:
         """Stop the run (its data are saved), close the worker, say goodbye (1001)."""
-        self._shutting_down = True
         log.info("shutting down: stopping any run and saving its data")
-        await self.loop.run_in_executor(None, lambda: self.host.shutdown(timeout=60))
-        await asyncio.sleep(0.05)  # let the last events reach the outboxes
-        closing = [conn.close(CloseCode.GOING_AWAY, "server shutting down") for conn in list(self.connections)]
+        await self.link.shutdown()
+        self.hub.drain()  # the last events (run end, "shutting_down") reach the outboxes
+        await asyncio.sleep(0.05)  # ... and the clients
+        closing = [conn.close(CloseCode.GOING_AWAY, "server shutting down") for conn in list(self._connections)]
         if closing:
             await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), 10)
+
+    # --- the disk is full -----------------------------------------------------------------------
+    def _storage_failed(self, reason: str) -> None:
+        """Stop the run (PsychoPy may still save its own files), then probe until writes work again."""
+        log.error("stopping any run: the journal cannot be written (%s)", reason)
+
+        async def stop_and_probe() -> None:
+            try:
+                await self.link.call("stop", 10)
+            except Exception:  # noqa: BLE001 - nothing was running, or the worker is gone
+                pass
+            while not self.hub.probe_storage():
+                await asyncio.sleep(STORAGE_PROBE)
+
+        self.loop.create_task(stop_and_probe())
 
 
 class ServerThread:
@@ -276,10 +221,3 @@ class ServerThread:
         host = self.server.config.host
         host = f"[{host}]" if ":" in host else host
         return f"ws://{host}:{self.server.port}/"
-
-
-def wait_port(server: LiaisonServer, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while server.port is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return server.port

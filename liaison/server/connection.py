@@ -1,74 +1,112 @@
 """One client connection: handshake, requests in, replies and events out.
 
 Every reply echoes the request id (null when the message was unreadable).
-A bad message gets a typed error and the connection carries on. Events go
-through the client's own outbox and sender task, so a slow client only ever
-delays itself, until its outbox overflows and it is cut off.
+A bad message gets a typed error and the connection carries on. Replies and
+events go through the client's own bounded outbox (see
+:class:`~liaison.server.hub.Subscriber`) and one sender task, replies first,
+so a slow client only ever delays itself, until its outbox overflows (in
+bytes or events) and it is cut off. A client that pipelines more than
+``max_in_flight`` requests gets ``busy`` for the excess.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
 from ..protocol import (
-    OBSERVER_COMMANDS, Auth, CloseCode, ErrorBody, ErrorCode, Goodbye, Hello, ProtocolError, Reply,
-    Request, Welcome, dumps, parse_client_message, to_jsonable,
+    OBSERVER_COMMANDS, Auth, CloseCode, ErrorCode, Gap, Goodbye, ProtocolError, Request, Welcome, dumps,
+    parse_client_message, reply_error, reply_ok, to_jsonable,
 )
-from .dispatch import error_from_worker
-from .hub import Subscriber
-
-if TYPE_CHECKING:
-    from .app import LiaisonServer
+from .auth import Credentials
+from .clients import ClientInfo, ClientRegistry
+from .commandlog import CommandLog
+from .dispatch import Dispatcher
+from .hub import Hub, Subscriber
+from .link import error_from_worker
 
 log = logging.getLogger("liaison.server")
 
 MAX_BATCH = 512  # events per WebSocket frame when a client lags
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one connection may cost the server."""
+
+    max_message_bytes: int = 1 << 20
+    auth_timeout: float = 10.0
+    client_queue_limit: int = 50_000
+    client_buffer_bytes: int = 16 << 20
+    max_in_flight: int = 1024
+
+
+def printable(text: str | None, limit: int = 100) -> str:
+    """A client-chosen name made safe for one log line (no newlines or control characters)."""
+    if text is None:
+        return "unnamed"
+    return ascii(text[:limit])[1:-1]
+
+
 class ClientConnection:
-    def __init__(self, server: "LiaisonServer", ws) -> None:
-        self.server = server
+    """Serves one WebSocket from ``hello`` to close; see the module docstring."""
+
+    def __init__(self, ws, *, credentials: Credentials, hub: Hub, dispatcher: Dispatcher, commands: CommandLog,
+                 clients: ClientRegistry, hello: str, limits: Limits) -> None:
         self.ws = ws
+        self.credentials = credentials
+        self.hub = hub
+        self.dispatcher = dispatcher
+        self.commands = commands
+        self.clients = clients
+        self.hello = hello
+        self.limits = limits
         self.client_id = secrets.token_hex(4)
         self.role = "observer"
-        self.name = None
+        self.name: str | None = None
         self.subscriber: Subscriber | None = None
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
+        self._in_flight = 0
 
-    # --- helpers ---------------------------------------------------------------------
-    async def send_text(self, text: str) -> None:
-        await self.ws.send(text)
+    # --- sending --------------------------------------------------------------------------
+    def queue_reply(self, text: str) -> None:
+        """Send a reply after any reply before it, ahead of queued events (loop thread)."""
+        subscriber = self.subscriber
+        if subscriber is None:
+            self._spawn(self._send_direct(text))
+        else:
+            subscriber.offer_reply(text)
 
-    async def send_error(self, error: ProtocolError) -> None:
-        await self.send_text(dumps(Reply(
-            id=error.request_id, ok=False,
-            error=ErrorBody(code=error.code, message=error.message, details=to_jsonable(error.details)),
-        )))
+    async def _send_direct(self, text: str) -> None:
+        try:
+            await self.ws.send(text)
+        except ConnectionClosed:
+            pass
+
+    def send_error(self, error: ProtocolError) -> None:
+        self.queue_reply(dumps(reply_error(error)))
 
     async def close(self, code: int, reason: str) -> None:
+        """Say goodbye (with the close code and why), then close."""
         if self._closing:
             return
         self._closing = True
         try:
-            await asyncio.wait_for(self.send_text(dumps(Goodbye(code=code, reason=reason))), 1.0)
+            await asyncio.wait_for(self.ws.send(dumps(Goodbye(code=code, reason=reason))), 1.0)
         except Exception:  # noqa: BLE001 - the client may already be gone or stuck
             pass
         await self.ws.close(code, reason[:120])
 
     # --- lifecycle ---------------------------------------------------------------------
     async def serve(self) -> None:
-        config = self.server.config
-        await self.send_text(dumps(Hello(
-            protocol=1, server=f"liaison {self.server.version}", session_id=self.server.session_id,
-            auth=config.auth_method, max_message_bytes=config.max_message_bytes,
-        )))
+        """The connection's whole life: hello, auth, then requests until it closes."""
+        await self.ws.send(self.hello)
         auth = await self._authenticate()
         if auth is None:
             return
@@ -79,146 +117,149 @@ class ClientConnection:
         except ConnectionClosed:
             pass
         finally:
-            self.server.hub.unsubscribe(self.client_id)
+            self.hub.unsubscribe(self.client_id)
+            self.clients.remove(self.client_id)
             for task in list(self._tasks):
                 task.cancel()
 
     async def _authenticate(self) -> Auth | None:
-        config = self.server.config
+        limits = self.limits
         try:
-            raw = await asyncio.wait_for(self.ws.recv(), config.auth_timeout)
+            raw = await asyncio.wait_for(self.ws.recv(), limits.auth_timeout)
         except (asyncio.TimeoutError, TimeoutError):
-            await self.close(CloseCode.AUTH_TIMEOUT, f"no authentication within {config.auth_timeout:g} s")
+            await self.close(CloseCode.AUTH_TIMEOUT, f"no authentication within {limits.auth_timeout:g} s")
             return None
         except ConnectionClosed:
             return None
         try:
-            message = parse_client_message(raw, max_bytes=config.max_message_bytes)
+            message = parse_client_message(raw, max_bytes=limits.max_message_bytes)
         except ProtocolError as error:
-            await self.send_error(error)
+            await self._send_direct(dumps(reply_error(error)))
             await self.close(CloseCode.PROTOCOL_VIOLATION, "the first message must be a valid auth message")
             return None
         if not isinstance(message, Auth):
-            await self.send_error(ProtocolError(ErrorCode.UNAUTHORIZED, "authenticate first",
-                                                request_id=message.id))
+            await self._send_direct(dumps(reply_error(ProtocolError(
+                ErrorCode.UNAUTHORIZED, "authenticate first", request_id=message.id))))
             await self.close(CloseCode.PROTOCOL_VIOLATION, "the first message must be an auth message")
             return None
-        if not config.no_auth:
-            given = (message.token or "").encode()
-            if not hmac.compare_digest(given, config.token.encode()):
-                log.warning("client %s: authentication failed", self.client_id)
-                await self.send_error(ProtocolError(ErrorCode.UNAUTHORIZED, "missing or wrong token"))
-                await self.close(CloseCode.AUTH_FAILED, "authentication failed")
-                return None
+        role = self.credentials.role_for(message.token, message.role)
+        if role is None:
+            log.warning("client %s: authentication failed (asked for %s)", self.client_id, message.role)
+            reason = ("this token is for observers only" if message.role == "controller"
+                      and self.credentials.role_for(message.token, "observer") else "missing or wrong token")
+            await self._send_direct(dumps(reply_error(ProtocolError(ErrorCode.UNAUTHORIZED, reason))))
+            await self.close(CloseCode.AUTH_FAILED, "authentication failed")
+            return None
+        self.role = role
         return message
 
     async def _welcome(self, auth: Auth) -> None:
-        config = self.server.config
-        self.role = auth.role
         self.name = auth.client
-        hub = self.server.hub
-        self.subscriber = Subscriber(self.client_id, {"all"}, config.client_queue_limit, self._on_overflow)
+        hub = self.hub
+        limits = self.limits
+        subscriber = Subscriber(self.client_id, {"all"}, limits.client_queue_limit, self._on_overflow,
+                                limit_bytes=limits.client_buffer_bytes)
         last_seq = hub.last_seq
-        replay, gap = hub.subscribe(self.subscriber, auth.since)
-        state = await self.server.snapshot()
-        await self.send_text(dumps(Welcome(
-            role=self.role, client_id=self.client_id, state=to_jsonable(state), last_seq=last_seq,
-            replay=replay,
-        )))
+        replay, gap = hub.subscribe(subscriber, auth.since)
+        self.clients.add(ClientInfo(self.client_id, self.name, self.role))
+        state = await self.dispatcher.snapshot()
+        await self.ws.send(dumps(Welcome(role=self.role, client_id=self.client_id, state=to_jsonable(state),
+                                         last_seq=last_seq, replay=replay)))
         if gap is not None:
-            from ..protocol import Gap
-
-            await self.send_text(dumps(Gap(from_seq=gap[0], to_seq=gap[1],
-                                           reason="these events are no longer stored")))
-        log.info("client %s (%s, %s) connected", self.client_id, self.name or "unnamed", self.role)
-        self._spawn(self._pump_events())
+            await self.ws.send(dumps(Gap(from_seq=gap[0], to_seq=gap[1], reason="these events are no longer stored")))
+        self.subscriber = subscriber  # replies queue behind the welcome from now on
+        log.info("client %s (%s, %s) connected", self.client_id, printable(self.name), self.role)
+        self._spawn(self._pump())
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # --- events out ----------------------------------------------------------------------
-    async def _pump_events(self) -> None:
+    # --- out: replies first, then what it missed, then live events ----------------------------
+    async def _pump(self) -> None:
         subscriber = self.subscriber
-        outbox = subscriber.outbox
-        hub = self.server.hub
+        ws = self.ws
+        hub = self.hub
         try:
-            while subscriber.catching_up:  # what it missed first, at the pace it reads
-                items, subscriber.cursor = hub.page(subscriber.cursor, subscriber.topics, MAX_BATCH)
-                if items:
-                    await self.ws.send(items[0][1] if len(items) == 1 else
-                                       "[" + ",".join(text for _, text in items) + "]")
-                    subscriber.delivered_seq = items[-1][0]
-                hub.caught_up(subscriber)  # no await between this check and the switch to live
             while True:
                 await subscriber.wakeup.wait()
                 subscriber.wakeup.clear()
-                while outbox:
-                    if len(outbox) == 1:
-                        seq, text = outbox.popleft()
-                        await self.ws.send(text)
+                while True:
+                    if subscriber.replies:
+                        await ws.send(subscriber.take_reply())
+                    elif subscriber.catching_up:  # what it missed, at the pace it reads
+                        items, subscriber.cursor = hub.page(subscriber.cursor, subscriber.topics, MAX_BATCH)
+                        if items:
+                            await ws.send(_frame(items))
+                        hub.caught_up(subscriber)  # no await between this check and the switch to live
+                    elif subscriber.outbox:
+                        await ws.send(_frame(subscriber.take_events(MAX_BATCH)))
                     else:
-                        batch = [outbox.popleft() for _ in range(min(MAX_BATCH, len(outbox)))]
-                        seq = batch[-1][0]
-                        await self.ws.send("[" + ",".join(text for _, text in batch) + "]")
-                    subscriber.delivered_seq = seq
+                        break
         except ConnectionClosed:
             return
 
     def _on_overflow(self, subscriber: Subscriber) -> None:
-        log.warning("client %s cannot keep up (%d events queued): disconnecting",
-                    self.client_id, subscriber.limit)
-        self.server.hub.unsubscribe(self.client_id)
+        log.warning("client %s cannot keep up (more than %d events or %d bytes queued): disconnecting",
+                    self.client_id, subscriber.limit, subscriber.limit_bytes)
+        self.hub.unsubscribe(self.client_id)
         self._spawn(self.close(CloseCode.SLOW_CONSUMER,
-                               f"client too slow: more than {subscriber.limit} events queued"))
+                               f"client too slow: more than {subscriber.limit} events or "
+                               f"{subscriber.limit_bytes} bytes queued"))
 
-    # --- requests in -----------------------------------------------------------------------
+    # --- in --------------------------------------------------------------------------------------
     def _handle(self, raw: str | bytes) -> None:
+        request_id = None
         try:
-            message = parse_client_message(raw, max_bytes=self.server.config.max_message_bytes)
+            message = parse_client_message(raw, max_bytes=self.limits.max_message_bytes)
             if isinstance(message, Auth):
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, "already authenticated")
             request: Request = message
-            cmd = request.cmd
-            args = request.args.model_dump() if request.args is not None else {}
-            self.server.journal_command(self, cmd, args, request.id)  # refused ones too: an audit trail
+            request_id, cmd = request.id, request.cmd
             if self.role != "controller" and cmd not in OBSERVER_COMMANDS:
-                raise ProtocolError(ErrorCode.FORBIDDEN, f"observers cannot use {cmd!r}",
-                                    request_id=request.id)
-            try:
-                outcome = self.server.dispatcher.start(self, cmd, args)
-            except ProtocolError as error:
-                error.request_id = request.id
-                raise
+                self.commands.record(self, cmd, None, request_id, refused="forbidden")
+                raise ProtocolError(ErrorCode.FORBIDDEN, f"observers cannot use {cmd!r}")
+            if self._in_flight >= self.limits.max_in_flight:
+                self.commands.record(self, cmd, None, request_id, refused="busy")
+                raise ProtocolError(ErrorCode.BUSY, f"more than {self.limits.max_in_flight} requests of this "
+                                    "connection are waiting for an answer; wait for some replies")
+            args = request.args.model_dump()
+            self.commands.record(self, cmd, args, request_id)  # an audit trail, on disk before it runs
+            outcome = self.dispatcher.start(self, cmd, args)
         except ProtocolError as error:
-            self._spawn(self._send_error_safely(error))
+            error.request_id = request_id if error.request_id is None else error.request_id
+            self.send_error(error)
             return
         except Exception as exc:  # noqa: BLE001 - never let one message kill the connection
             log.exception("internal error handling a request")
-            self._spawn(self._send_error_safely(ProtocolError(ErrorCode.INTERNAL, str(exc))))
+            self.send_error(ProtocolError(ErrorCode.INTERNAL, str(exc), request_id=request_id))
             return
-        self._spawn(self._reply(request.id, outcome))
+        if asyncio.iscoroutine(outcome) or isinstance(outcome, asyncio.Future):
+            self._in_flight += 1
+            self._spawn(self._reply_later(request_id, outcome))
+        else:
+            self._reply_now(request_id, outcome)
 
-    async def _send_error_safely(self, error: ProtocolError) -> None:
+    def _reply_now(self, request_id: Any, result: Any) -> None:
         try:
-            await self.send_error(error)
-        except ConnectionClosed:
-            pass
-
-    async def _reply(self, request_id: Any, outcome: Any) -> None:
-        try:
-            if asyncio.iscoroutine(outcome) or isinstance(outcome, asyncio.Future):
-                outcome = await outcome
-            text = dumps(Reply(id=request_id, ok=True, result=to_jsonable(outcome)))
-        except ProtocolError as error:
-            error.request_id = request_id
-            await self._send_error_safely(error)
+            text = dumps(reply_ok(request_id, result))
+        except Exception as exc:  # noqa: BLE001 - an unserialisable result is a server bug, said as such
+            self.send_error(error_from_worker(exc, request_id))
             return
+        self.queue_reply(text)
+
+    async def _reply_later(self, request_id: Any, outcome: Any) -> None:
+        try:
+            result = await outcome
         except Exception as exc:  # noqa: BLE001 - worker errors become typed replies
-            await self._send_error_safely(error_from_worker(exc, request_id))
+            self.send_error(error_from_worker(exc, request_id))
             return
-        try:
-            await self.send_text(text)
-        except ConnectionClosed:
-            pass
+        finally:
+            self._in_flight -= 1
+        self._reply_now(request_id, result)
+
+
+def _frame(items: list[tuple[int, str]]) -> str:
+    """One event as itself, several as a JSON array."""
+    return items[0][1] if len(items) == 1 else "[" + ",".join(text for _, text in items) + "]"

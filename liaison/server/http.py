@@ -1,25 +1,29 @@
 """Plain HTTP on the WebSocket port: the dashboard's files, health, run downloads.
 
-Runs in websockets' ``process_request`` hook, before any upgrade. It also
-checks the Origin of browser WebSocket handshakes: same origin as the page,
-or listed in ``allowed_origins``; anything else is refused with 403.
-Downloads need ``Authorization: Bearer <token>``; tokens never go in URLs, so
-they never reach a log.
+Runs in websockets' ``process_request`` hook, before any upgrade. Every
+request must name a Host this server answers to (DNS rebinding), and browser
+WebSocket handshakes must come from the same origin as the page or one in
+``allowed_origins``. Downloads need ``Authorization: Bearer <token>`` (either
+token); tokens never go in URLs, so they never reach a log. Files are read
+off the event loop, a few at a time, so a big download never stalls others.
 """
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import mimetypes
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
-if TYPE_CHECKING:
-    from .app import LiaisonServer
+from ..store.runs import RunHistory
+from .auth import Credentials, bearer
+from .guards import HostCheck, origin_allowed
+
+MAX_PATH = 2048  # characters of a request path
+PARALLEL_READS = 4  # downloads read from disk at once
 
 SECURITY_HEADERS = [
     ("X-Content-Type-Options", "nosniff"),
@@ -33,6 +37,7 @@ SECURITY_HEADERS = [
 
 def respond(status: int, reason: str, body: bytes, content_type: str = "text/plain; charset=utf-8",
             extra: list[tuple[str, str]] | None = None) -> Response:
+    """A complete response with the security headers every answer carries."""
     headers = Headers([("Content-Type", content_type), ("Content-Length", str(len(body))),
                        *SECURITY_HEADERS, *(extra or [])])
     return Response(status, reason, headers, body)
@@ -43,57 +48,68 @@ def text(status: int, reason: str, message: str) -> Response:
 
 
 def inside(base: Path, relative: str) -> Path | None:
-    """``base/relative`` resolved, or None if it escapes ``base``."""
+    """``base/relative`` resolved, or None if it escapes ``base`` (or cannot be a path at all)."""
+    if "\x00" in relative or len(relative) > MAX_PATH:
+        return None
     base = base.resolve()
-    target = (base / relative).resolve()
+    try:
+        target = (base / relative).resolve()
+    except (OSError, ValueError):
+        return None
     if target != base and base not in target.parents:
         return None
     return target
 
 
-def origin_allowed(origin: str, host: str | None, allowed: list[str]) -> bool:
-    if origin in allowed or "*" in allowed:
-        return True
-    parts = urlsplit(origin)
-    return bool(host) and parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+def attachment(name: str) -> str:
+    """A ``Content-Disposition`` for ``name`` (RFC 6266: an ASCII fallback and the UTF-8 original)."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name) or "download"
+    if fallback == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 class HttpFront:
-    def __init__(self, server: "LiaisonServer") -> None:
-        self.server = server
+    """The ``process_request`` hook: answers HTTP itself, lets good WebSocket handshakes through."""
 
-    def __call__(self, connection, request) -> Response | None:
+    def __init__(self, *, credentials: Credentials, hosts: HostCheck, allowed_origins: list[str],
+                 runs: RunHistory, web_dir: Path | None) -> None:
+        self.credentials = credentials
+        self.hosts = hosts
+        self.allowed_origins = allowed_origins
+        self.runs = runs
+        self.web_dir = web_dir
+        self._reads = asyncio.Semaphore(PARALLEL_READS)
+
+    def __call__(self, connection, request):
         headers = request.headers
+        if not self.hosts.allows(headers.get("Host")):
+            return text(421, "Misdirected Request", "this server does not answer to that Host name "
+                        "(use its address, or start it with --allow-host NAME)")
         if headers.get("Upgrade", "").lower() == "websocket":
             origin = headers.get("Origin")
-            if origin is not None and not origin_allowed(origin, headers.get("Host"),
-                                                         self.server.config.allowed_origins):
+            if origin is not None and not origin_allowed(origin, headers.get("Host"), self.allowed_origins):
                 return text(403, "Forbidden", f"origin {origin} is not allowed")
             return None
+        if len(request.path) > MAX_PATH or "\x00" in request.path:
+            return text(400, "Bad Request", "malformed path")
         path = unquote(urlsplit(request.path).path)
+        if "\x00" in path:
+            return text(400, "Bad Request", "malformed path")
         if path == "/healthz":
             return text(200, "OK", "ok")
         if path.startswith("/api/runs/"):
             return self.download(path, headers)
         return self.static(path)
 
-    def authorised(self, headers) -> bool:
-        config = self.server.config
-        if config.no_auth:
-            return True
-        given = headers.get("Authorization", "")
-        if not given.startswith("Bearer "):
-            return False
-        return hmac.compare_digest(given[7:].encode(), config.token.encode())
-
-    def download(self, path: str, headers) -> Response:
+    async def download(self, path: str, headers) -> Response:
         """``/api/runs/<run_id>/files/<relative path>`` from that run's folder."""
-        if not self.authorised(headers):
+        if not self.credentials.can_read(bearer(headers.get("Authorization"))):
             return text(401, "Unauthorized", "send Authorization: Bearer <token>")
         parts = path.split("/", 5)  # '', api, runs, run_id, files, rest
         if len(parts) < 6 or parts[4] != "files" or not parts[5]:
             return text(404, "Not Found", "use /api/runs/<run_id>/files/<file>")
-        record = self.server.runs.get(parts[3])
+        record = self.runs.get(parts[3])
         if record is None or not record.get("data_dir"):
             return text(404, "Not Found", f"no run {parts[3]}")
         target = inside(Path(record["data_dir"]), parts[5])
@@ -102,13 +118,15 @@ class HttpFront:
         kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if target.suffix == ".csv":
             kind = "text/csv; charset=utf-8"
-        return respond(200, "OK", target.read_bytes(), kind, [
+        async with self._reads:
+            body = await asyncio.get_running_loop().run_in_executor(None, target.read_bytes)
+        return respond(200, "OK", body, kind, [
             ("Cache-Control", "no-store"),
-            ("Content-Disposition", f'attachment; filename="{target.name}"'),
+            ("Content-Disposition", attachment(target.name)),
         ])
 
     def static(self, path: str) -> Response:
-        web = self.server.config.web_dir
+        web = self.web_dir
         if web is None or not web.is_dir():
             return text(404, "Not Found", "no dashboard installed")
         relative = "index.html" if path in ("", "/") else path.lstrip("/")

@@ -154,11 +154,27 @@ def check_wal(wal_path: Path) -> Damage:
     return damage
 
 
+MAX_COMMAND_ARGS = 4096  # bytes of a command's args kept in the audit trail
+
+
 def command_row(*, client_id: str | None, client_name: str | None, role: str | None, cmd: str,
-                args: dict[str, Any], request_id: Any = None) -> tuple:
-    """A command as the journal stores it, stamped now."""
-    return (time.time(), client_id, client_name, role, cmd, json.dumps(args, default=str),
-            None if request_id is None else str(request_id))
+                args: dict[str, Any] | None, request_id: Any = None, refused: str | None = None) -> tuple:
+    """A command as the journal stores it, stamped now.
+
+    The audit trail says who asked for what, not what they sent: a refused
+    command keeps only why it was refused, and args longer than
+    ``MAX_COMMAND_ARGS`` keep their size and a preview (the values that ran
+    are in the events), so no client can make the journal grow by sending
+    big payloads.
+    """
+    if refused is not None:
+        text = json.dumps({"refused": refused})
+    else:
+        text = json.dumps(args or {}, default=str)
+        if len(text) > MAX_COMMAND_ARGS:
+            text = json.dumps({"clipped_bytes": len(text.encode("utf-8", "replace")), "preview": text[:200]})
+    return (time.time(), client_id, (client_name or "")[:100] or None, role, cmd, text,
+            None if request_id is None else str(request_id)[:64])
 
 
 class Journal:
@@ -275,9 +291,10 @@ class Journal:
             db.execute("UPDATE runs SET data_files=? WHERE run_id=?", (json.dumps(list(event.data_files)), run_id))
 
     def record_command(self, *, client_id: str | None, client_name: str | None, role: str | None, cmd: str,
-                       args: dict[str, Any], request_id: Any = None) -> None:
+                       args: dict[str, Any] | None, request_id: Any = None, refused: str | None = None) -> None:
+        """Store one command (see :func:`command_row`)."""
         self.record_commands([command_row(client_id=client_id, client_name=client_name, role=role, cmd=cmd,
-                                          args=args, request_id=request_id)])
+                                          args=args, request_id=request_id, refused=refused)])
 
     def record_commands(self, rows: list[tuple]) -> None:
         """Store rows made by :func:`command_row`, in one transaction."""

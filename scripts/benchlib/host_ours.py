@@ -35,7 +35,7 @@ def main() -> None:
                           window=json.loads(args.window))
     thread = ServerThread(config)
     with thread as server:
-        info = {"port": server.port, "pid": os.getpid(), "worker_pid": server.host.process.pid,
+        info = {"port": server.port, "pid": os.getpid(), "worker_pid": server.link.host.process.pid,
                 "url": thread.url, "client_queue_limit": config.client_queue_limit,
                 "switchinterval": sys.getswitchinterval()}
         sys.stdout.write("\nBENCH-READY " + json.dumps(info) + "\n")

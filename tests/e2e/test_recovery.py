@@ -53,7 +53,7 @@ def test_worker_killed_mid_run(tmp_path):
     with thread as server, Client(thread.url, TOKEN) as client:
         run = client.run("frames_demo", {"participant": "kill-worker", **LONG})
         seen = follow(client, run.run_id, lambda e, s: len(received_rows(s, run.run_id)) >= 20)
-        os.kill(server.host.process.pid, signal.SIGKILL)
+        os.kill(server.link.host.process.pid, signal.SIGKILL)
         seen += follow(client, run.run_id, lambda e, s: e.event == "run_recovered" and e.run_id == run.run_id)
         end = next(e for e in seen if e.event in ("run_finished", "run_failed") and e.run_id == run.run_id)
         assert end.data["outcome"] == "aborted"

@@ -203,7 +203,7 @@ def test_a_run_s_output_and_record_are_in_its_folder(host):
 
 def test_a_backlog_of_row_events_is_merged_without_changing_the_rows():
     from session.events import Annotated, DataRows
-    from session.worker import _merge_rows
+    from session.pipe import merge_rows as _merge_rows
 
     def rows(first, n, run="r"):
         return ("event", DataRows(run_id=run, key="k", first_row=first, rows=[{"i": first + k} for k in range(n)]))

@@ -123,11 +123,17 @@ def test_a_reconnecting_client_catches_up_from_memory_and_journal_then_goes_live
         assert not client.outbox, "nothing queued while catching up, so no overflow however far behind"
         assert drain_catch_up(hub, client) == list(range(26, 52)), "26..40 from disk, the rest from memory"
         hub.dispatch(publisher.publish(Annotated(run_id=None, text="live")))
-        assert [seq for seq, _ in client.outbox] == [52], "then live, with nothing missed or repeated"
+        assert [seq for seq, _ in client.take_events(10)] == [52], "then live, with nothing missed or repeated"
 
-        texts, gap, more = hub.replay_since(38, {"annotations"}, limit=5)
-        assert gap is None and more and [json.loads(t)["seq"] for t in texts] == [39, 40, 41, 42, 43]
-        assert hub.replay_since(0, {"status"}, limit=100) == ([], None, False), "topic filter"
+        texts, gap, cursor = hub.replay_since(38, {"annotations"}, limit=5)
+        assert gap is None and cursor == 43 < hub.last_seq and [json.loads(t)["seq"] for t in texts] == [39, 40, 41, 42, 43]
+        assert hub.replay_since(0, {"status"}, limit=100) == ([], None, hub.last_seq), "topic filter"
+        # a page is bounded in bytes too: the next page starts where this one stopped
+        three = sum(len(t) for t in texts[:3])
+        texts, _, cursor = hub.replay_since(38, {"annotations"}, limit=100, max_bytes=three)
+        assert [json.loads(t)["seq"] for t in texts] == [39, 40, 41] and cursor == 41
+        texts, _, cursor = hub.replay_since(cursor, {"annotations"}, limit=100, max_bytes=three)
+        assert [json.loads(t)["seq"] for t in texts] == [42, 43, 44] and cursor == 44
     finally:
         loop.close()
 
