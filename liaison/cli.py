@@ -79,8 +79,13 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind; other machines need 0.0.0.0 and a token."),
     port: int = typer.Option(8765, help="TCP port for WebSocket and the dashboard (0 picks a free one)."),
     token: Optional[str] = typer.Option(None, envvar="LIAISON_TOKEN", help=TOKEN_HELP + " Generated if absent."),
+    observer_token: Optional[str] = typer.Option(
+        None, envvar="LIAISON_OBSERVER_TOKEN",
+        help="A second token that only lets clients watch (or set LIAISON_OBSERVER_TOKEN)."),
     no_auth: bool = typer.Option(False, "--no-auth", help="No token (only on loopback)."),
     allow_origin: List[str] = typer.Option([], help="Extra browser Origin allowed to connect (repeatable)."),
+    allow_host: List[str] = typer.Option([], help="Extra Host name the server answers to, e.g. a DNS name "
+                                         "of this PC (repeatable; '*' turns the check off)."),
     data_dir: Optional[Path] = typer.Option(None, help="Where runs are saved [default: ROOT/data]."),
     headless: Optional[bool] = typer.Option(None, "--headless/--no-headless",
                                             help="Start a virtual display (Xvfb) [default: only if none]."),
@@ -99,14 +104,18 @@ def serve(
         fail(f"{root} is not a folder")
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .server.logs import redact_tokens
+
+    redact_tokens()
     window: dict[str, Any] = {"fullscr": fullscr, "screen": screen}
     if window_size:
         window["size"] = parse_size(window_size)
     if frame_rate:
         window["frame_rate"] = frame_rate
     try:
-        config = ServerConfig(root=root, host=host, port=port, token=token, no_auth=no_auth,
-                              allowed_origins=list(allow_origin), data_dir=data_dir or root / "data",
+        config = ServerConfig(root=root, host=host, port=port, token=token, observer_token=observer_token,
+                              no_auth=no_auth, allowed_origins=list(allow_origin), allowed_hosts=list(allow_host),
+                              data_dir=data_dir or root / "data",
                               headless=headless, window=window, params=parse_pairs(param, "--param"))
     except ValueError as exc:
         fail(str(exc))
@@ -129,6 +138,8 @@ def serve(
             typer.echo(f"  Dashboard: http://{shown}:{server.port}/{fragment}")
             if not config.no_auth and not token:
                 typer.echo(f"  Token:     {config.token}   (generated; pass --token or LIAISON_TOKEN to fix it)")
+            if config.observer_token:
+                typer.echo(f"  Observers: http://{shown}:{server.port}/#token={config.observer_token}&role=observer")
             typer.echo("Press Ctrl+C to stop (a running experiment is stopped and its data saved).", err=False)
             sys.stdout.flush()
         await task

@@ -454,6 +454,10 @@ class WorkerHost:
     def _wait_for_exit(self, process: subprocess.Popen, sock: socket.socket) -> None:
         """Watch the process itself: its exit is its death, whoever else holds the pipe."""
         code = process.wait()
+        try:  # whatever the experiment started dies with it (and lets go of the pipe)
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         if self.loop is not None:
             done = threading.Event()
 

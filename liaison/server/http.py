@@ -83,7 +83,10 @@ class HttpFront:
 
     def __call__(self, connection, request):
         headers = request.headers
-        if not self.hosts.allows(headers.get("Host")):
+        hosts = headers.get_all("Host")
+        if len(hosts) != 1:
+            return text(400, "Bad Request", "exactly one Host header is required")
+        if not self.hosts.allows(hosts[0]):
             return text(421, "Misdirected Request", "this server does not answer to that Host name "
                         "(use its address, or start it with --allow-host NAME)")
         if headers.get("Upgrade", "").lower() == "websocket":
