@@ -396,8 +396,12 @@ class Session:
             this_exp.abort()  # saved once; stop the atexit hook from saving copies
             atexit.unregister(this_exp.close)  # ...and let go of the handler and all its rows
         self.windows.after_run()
-        logging.exp(f"liaison: run {ticket.run_id} ended: {outcome}")
-        logging.flush()
+        try:  # a full disk must not keep the session from ending the run
+            logging.exp(f"liaison: run {ticket.run_id} ended: {outcome}")
+            logging.flush()
+        except OSError as exc:
+            if error is None:
+                outcome, error = "failed", f"could not write the run's log: {exc}"
         logging.root.flushed.clear()  # PsychoPy keeps every flushed entry (and the objects they name)
         logging.root.removeTarget(run_log)
         files = sorted(

@@ -19,6 +19,7 @@ import collections
 import itertools
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -225,6 +226,8 @@ class AsyncClient:
                 self._on_event(Event(item["seq"], item["event"], item["time"], item.get("data") or {}))
             elif kind == "gap":
                 self._broadcast(Event(item["to_seq"], "gap", 0.0, item))
+            elif kind == "alert":  # out of band: takes no seq, so it never moves last_seq
+                self._broadcast(Event(self.last_seq or 0, "alert", time.time(), item))
             elif kind == "goodbye":
                 self.goodbye = item
 

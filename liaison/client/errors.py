@@ -65,6 +65,12 @@ class ExperimentFailed(LiaisonError):
     code = "experiment_error"
 
 
+class StorageUnavailable(LiaisonError):
+    """The server cannot write its journal (e.g. its disk is full); no run starts until it can."""
+
+    code = "storage_unavailable"
+
+
 class InternalError(LiaisonError):
     code = "internal"
 
@@ -78,7 +84,8 @@ class ConnectionLost(LiaisonError):
 ERRORS: dict[str, type[LiaisonError]] = {
     cls.code: cls
     for cls in (InvalidJson, InvalidMessage, TooLarge, UnknownCommand, InvalidArgs, Unauthorized,
-                Forbidden, NotFound, Conflict, Busy, ExperimentFailed, InternalError, ConnectionLost)
+                Forbidden, NotFound, Conflict, Busy, ExperimentFailed, StorageUnavailable, InternalError,
+                ConnectionLost)
 }
 
 

@@ -177,6 +177,17 @@ def command_row(*, client_id: str | None, client_name: str | None, role: str | N
             None if request_id is None else str(request_id)[:64])
 
 
+def _rollback(db: sqlite3.Connection) -> None:
+    """Undo a failed transaction; SQLite may have undone it already (a full disk), which is fine.
+
+    The caller re-raises the original error, so it is never masked by "no transaction is active".
+    """
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
 class Journal:
     """Append-only store of a session's events, runs and commands; thread-safe."""
 
@@ -261,7 +272,7 @@ class Journal:
                         self._track_run(db, event, run_id)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
 
     @staticmethod
@@ -306,7 +317,7 @@ class Journal:
                     "VALUES (?,?,?,?,?,?,?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                _rollback(self._db)
                 raise
 
     def set_state(self, name: str, value: Any) -> None:
