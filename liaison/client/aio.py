@@ -6,46 +6,42 @@
             ...
         outcome = await run.wait()
 
-The client keeps the last event sequence number it saw. If the connection
-drops it reconnects (with backoff) and asks for everything since then, so
-the event stream it hands you has no gaps and no duplicates; if the server
-no longer has some events, you get a ``gap`` event saying which.
+The protocol itself (handshake, request ids, replies, which events are new,
+whether to reconnect) is :class:`liaison.protocol.client.ClientCore`, shared
+with the blocking :class:`~liaison.client.Client`; this module adds the
+socket. If the connection drops the client reconnects and asks for
+everything since the last event it saw, so the event stream it hands you has
+no gaps and no duplicates; if the server no longer has some events, you get
+a ``gap`` event saying which.
+
+Reconnecting is a small loop of its own rather than websockets'
+``async for ws in connect(...)``: that iterator waits a random 0–5 s before
+its first retry and at least 3.1 s between later ones (tunable only through
+process-wide environment variables) and never gives up by itself. A booth's
+server restarts in a few seconds; this loop retries after 0.1 s, doubling to
+at most 1 s, so a client is back within a second of the server, and it stops
+after ``reconnect_for`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
-import json
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-import websockets
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from ..protocol import ProtocolError
+from ..protocol.client import END_EVENTS, ClientCore, Event, Refused, Reply, Welcome
+from ..protocol.results import Aborted, ExperimentInfo, Pong, ReplayPage, RunAccepted, RunRecord, State
 from .errors import ConnectionLost, LiaisonError, Unauthorized, error_from_body
 
 log = logging.getLogger("liaison.client")
-END_EVENTS = ("run_finished", "run_failed")
 BACKLOG = 10_000  # events kept for the first events() consumer, from connect on
-
-
-@dataclass
-class Event:
-    """An event from the server: ``event`` is its type (``run_started``, ``data_rows``...)."""
-
-    seq: int
-    event: str
-    time: float
-    data: dict[str, Any]
-
-    @property
-    def run_id(self) -> str | None:
-        return self.data.get("run_id")
+RETRY_FIRST, RETRY_MAX = 0.1, 1.0  # seconds between reconnection attempts
 
 
 @dataclass
@@ -54,14 +50,16 @@ class AsyncRun:
 
     run_id: str
     key: str
-    client: "AsyncClient" = field(repr=False)
+    client: AsyncClient = field(repr=False)
 
     @property
     def events(self) -> list[Event]:
+        """The run's events received so far, in order."""
         return list(self.client._run_events.get(self.run_id, []))
 
     @property
     def rows(self) -> list[dict[str, Any]]:
+        """The run's data rows received so far."""
         return [row for e in self.events if e.event == "data_rows" for row in e.data["rows"]]
 
     async def wait(self, timeout: float | None = None) -> Event:
@@ -79,22 +77,22 @@ class AsyncRun:
 
 
 class AsyncClient:
+    """A connection to one server: typed commands, an ordered event stream, automatic reconnects.
+
+    ``role`` is ``controller`` or ``observer``; ``since`` replays events after
+    that ``seq`` first; ``timeout`` bounds connecting and each reply;
+    ``reconnect_for`` bounds how long a dropped connection is retried.
+    """
+
     def __init__(self, url: str = "ws://127.0.0.1:8765/", token: str | None = None, *,
                  role: str = "controller", name: str | None = None, reconnect: bool = True,
                  since: int | None = None, timeout: float = 30.0, reconnect_for: float = 120.0) -> None:
         self.url = url
-        self.token = token
-        self.role = role
-        self.name = name or "liaison-python"
+        self.core = ClientCore(token, role=role, name=name or "liaison-python", last_seq=since)
         self.reconnect = reconnect
         self.timeout = timeout
         self.reconnect_for = reconnect_for
-        self.last_seq: int | None = since
-        self.welcome: dict[str, Any] | None = None
-        self.hello: dict[str, Any] | None = None
-        self.goodbye: dict[str, Any] | None = None
         self._ws = None
-        self._ids = itertools.count(1)
         self._pending: dict[Any, asyncio.Future] = {}
         self._queues: list[asyncio.Queue] = []
         # Events that arrive before anyone iterates events() (the replay comes
@@ -107,8 +105,27 @@ class AsyncClient:
         self._closed = False
         self._connected = asyncio.Event()
 
+    # --- what the protocol core knows ------------------------------------------------------
+    @property
+    def last_seq(self) -> int | None:
+        """``seq`` of the newest event received (a reconnect asks for everything after it)."""
+        return self.core.last_seq
+
+    @property
+    def welcome(self) -> dict[str, Any] | None:
+        return self.core.welcome
+
+    @property
+    def hello(self) -> dict[str, Any] | None:
+        return self.core.hello
+
+    @property
+    def goodbye(self) -> dict[str, Any] | None:
+        goodbye = self.core.goodbye
+        return None if goodbye is None else {"code": goodbye.code, "reason": goodbye.reason}
+
     # --- connection -------------------------------------------------------------------
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         await self.connect()
         return self
 
@@ -122,9 +139,10 @@ class AsyncClient:
         return self.welcome
 
     async def _open(self) -> None:
+        core = self.core
         try:
-            ws = await connect(self.url, max_size=None, open_timeout=self.timeout,
-                               compression=None, ping_interval=20)
+            ws = await connect(self.url, max_size=None, open_timeout=self.timeout, compression=None,
+                               ping_interval=20)
         except InvalidStatus as exc:
             status = exc.response.status_code
             body = exc.response.body.decode(errors="replace").strip()
@@ -133,34 +151,34 @@ class AsyncClient:
             raise LiaisonError(f"server answered HTTP {status}: {body}", code="connection_lost") from exc
         except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
             raise ConnectionLost(f"cannot connect to {self.url}: {exc}") from exc
-        self.hello = json.loads(await asyncio.wait_for(ws.recv(), self.timeout))
-        auth = {"v": 1, "type": "auth", "token": self.token, "role": self.role, "client": self.name,
-                "since": self.last_seq}
-        await ws.send(json.dumps(auth))
+        core.connecting()
         try:
-            first = json.loads(await asyncio.wait_for(ws.recv(), self.timeout))
+            core.receive(await asyncio.wait_for(ws.recv(), self.timeout))  # hello
+            await ws.send(core.auth_text())
+            answer = core.receive(await asyncio.wait_for(ws.recv(), self.timeout))
         except ConnectionClosed as exc:
             raise Unauthorized(f"the server closed the connection during authentication: {exc}") from exc
-        if first.get("type") == "reply" and not first.get("ok"):
+        except ProtocolError as exc:
             await ws.close()
-            raise error_from_body(first.get("error"))
-        if first.get("type") != "welcome":
+            raise LiaisonError(f"the server does not speak the protocol: {exc.message}",
+                               code="invalid_message") from exc
+        if answer and isinstance(answer[0], Refused):
             await ws.close()
-            raise LiaisonError(f"unexpected first message from server: {first.get('type')}",
-                               code="invalid_message")
-        self.welcome = first
-        if self.last_seq is None:
-            self.last_seq = first.get("last_seq", 0)
+            raise error_from_body(answer[0].error)
+        if not answer or not isinstance(answer[0], Welcome):
+            await ws.close()
+            raise LiaisonError("the server did not welcome this client", code="invalid_message")
         self._ws = ws
         self._connected.set()
 
     async def close(self) -> None:
+        """Close the connection for good (pending requests fail with ConnectionLost)."""
         self._closed = True
         if self._reader is not None:
             self._reader.cancel()
             try:
                 await self._reader
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing regardless
                 pass
         if self._ws is not None:
             await self._ws.close()
@@ -185,19 +203,20 @@ class AsyncClient:
                     self._on_frame(raw)
             except ConnectionClosed:
                 pass
+            except ProtocolError as exc:
+                log.error("dropping the connection: %s", exc.message)
+                await self._ws.close()
             self._connected.clear()
+            _, worth_retrying = self.core.connection_lost()
             self._fail_pending(ConnectionLost("connection lost before the reply arrived"))
-            if self._closed or not self.reconnect or (self.goodbye or {}).get("code") in (4001, 4003):
-                self._end_streams()
-                return
-            if not await self._reconnect():
+            if self._closed or not self.reconnect or not worth_retrying or not await self._reconnect():
                 self._end_streams()
                 return
 
     async def _reconnect(self) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.reconnect_for
-        delay = 0.1
+        delay = RETRY_FIRST
         while not self._closed and loop.time() < deadline:
             try:
                 await self._open()
@@ -207,44 +226,30 @@ class AsyncClient:
                 return False
             except (LiaisonError, OSError):
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, RETRY_MAX)
         return False
 
     # --- incoming --------------------------------------------------------------------------
     def _on_frame(self, raw: str | bytes) -> None:
-        message = json.loads(raw)
-        for item in message if isinstance(message, list) else (message,):
-            kind = item.get("type")
-            if kind == "reply":
-                future = self._pending.pop(item.get("id"), None)
+        for item in self.core.receive(raw):
+            if isinstance(item, Reply):
+                future = self._pending.pop(item.id, None)
                 if future is not None and not future.done():
-                    if item.get("ok"):
-                        future.set_result(item.get("result"))
+                    if item.ok:
+                        future.set_result(item.result)
                     else:
-                        future.set_exception(error_from_body(item.get("error")))
-            elif kind == "event":
-                self._on_event(Event(item["seq"], item["event"], item["time"], item.get("data") or {}))
-            elif kind == "gap":
-                self._broadcast(Event(item["to_seq"], "gap", 0.0, item))
-            elif kind == "alert":  # out of band: takes no seq, so it never moves last_seq
-                self._broadcast(Event(self.last_seq or 0, "alert", time.time(), item))
-            elif kind == "goodbye":
-                self.goodbye = item
+                        future.set_exception(error_from_body(item.error))
+            elif isinstance(item, Event):
+                self._on_event(item)
 
     def _on_event(self, event: Event) -> None:
-        if self.last_seq is not None and event.seq <= self.last_seq:
-            return  # already seen (replay overlap after a reconnect)
-        self.last_seq = event.seq
-        run_id = event.run_id
+        run_id = event.run_id if event.event not in ("gap", "alert") else None
         if run_id is not None:
             self._run_events.setdefault(run_id, []).append(event)
             if event.event in END_EVENTS:
                 waiter = self._run_waiters.get(run_id)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(event)
-        self._broadcast(event)
-
-    def _broadcast(self, event: Event) -> None:
         if self._backlog is not None:
             self._backlog.append(event)
         for queue in self._queues:
@@ -286,85 +291,116 @@ class AsyncClient:
 
     # --- requests ------------------------------------------------------------------------------
     async def request(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
-        """Send a command and return its result, or raise the matching LiaisonError."""
+        """Send a command and return its result (plain JSON), or raise the matching LiaisonError."""
         if self._closed:
             raise ConnectionLost("client is closed")
         if not self._connected.is_set():
             await asyncio.wait_for(self._connected.wait(), timeout or self.timeout)
-        request_id = next(self._ids)
+        try:
+            request_id, text = self.core.request_text(cmd, args)
+        except ProtocolError as exc:
+            raise error_from_body({"code": exc.code.value, "message": exc.message, "details": exc.details}) from None
         future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        message = {"v": 1, "type": "request", "id": request_id, "cmd": cmd, "args": args}
         try:
-            await self._ws.send(json.dumps(message))
+            await self._ws.send(text)
         except ConnectionClosed as exc:
             self._pending.pop(request_id, None)
             raise ConnectionLost(f"connection lost while sending {cmd}") from exc
-        return await asyncio.wait_for(future, timeout or self.timeout)
+        try:
+            return await asyncio.wait_for(future, timeout or self.timeout)
+        finally:
+            self._pending.pop(request_id, None)
+            self.core.pending.discard(request_id)
 
-    async def ping(self) -> dict[str, Any]:
-        return await self.request("ping")
+    async def ping(self) -> Pong:
+        """Round trip to the server (not the worker): its time and newest ``seq``."""
+        return Pong.model_validate(await self.request("ping"))
 
-    async def state(self) -> dict[str, Any]:
-        return await self.request("state")
+    async def state(self) -> State:
+        """The session's state now."""
+        return State.model_validate(await self.request("state"))
 
-    async def list_experiments(self) -> list[dict[str, Any]]:
-        return await self.request("list_experiments")
+    async def list_experiments(self) -> list[ExperimentInfo]:
+        """The experiments the session can run."""
+        return [ExperimentInfo.model_validate(e) for e in await self.request("list_experiments")]
 
-    async def add_experiment(self, path: str, key: str | None = None) -> dict[str, Any]:
-        return await self.request("add_experiment", timeout=180, path=path, key=key)
+    async def add_experiment(self, path: str, key: str | None = None) -> ExperimentInfo:
+        """Register an experiment file under the session root."""
+        return ExperimentInfo.model_validate(await self.request("add_experiment", timeout=180, path=path, key=key))
 
     async def run(self, key: str, exp_info: dict[str, Any] | None = None, seed: int | None = None) -> AsyncRun:
-        result = await self.request("run", key=key, exp_info=exp_info, seed=seed)
-        return AsyncRun(result["run_id"], result.get("key", key), self)
+        """Start a run; its events collect on the returned :class:`AsyncRun`."""
+        accepted = RunAccepted.model_validate(await self.request("run", key=key, exp_info=exp_info, seed=seed))
+        return AsyncRun(accepted.run_id, accepted.key, self)
 
     async def pause(self) -> Any:
+        """Pause the running experiment at its next frame."""
         return await self.request("pause")
 
     async def resume(self) -> Any:
+        """Resume the paused experiment."""
         return await self.request("resume")
 
     async def stop(self) -> Any:
+        """Ask the running experiment to end (its data are saved)."""
         return await self.request("stop")
 
-    async def abort(self, grace: float = 2.0) -> dict[str, Any]:
-        return await self.request("abort", timeout=grace + 180, grace=grace)
+    async def abort(self, grace: float = 2.0) -> Aborted:
+        """Stop the run, killing the worker if it has not ended after ``grace`` seconds."""
+        return Aborted.model_validate(await self.request("abort", timeout=grace + 180, grace=grace))
 
     async def get_exp_info(self) -> dict[str, Any]:
+        """The running run's expInfo, or the session's defaults."""
         return await self.request("get_exp_info")
 
     async def set_exp_info(self, values: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:
+        """Change expInfo values (for the running run, or the next ones)."""
         return await self.request("set_exp_info", values={**(values or {}), **more})
 
     async def add_data(self, name: str, value: Any) -> Any:
+        """Add a value to the running run's data."""
         return await self.request("add_data", name=name, value=value)
 
     async def annotate(self, text: str) -> Any:
+        """Add a note to the run's log (or the session log between runs)."""
         return await self.request("annotate", text=text)
 
     async def trials(self, n: int = 1, start: int = 0) -> dict[str, Any]:
+        """The current trial and up to ``n`` upcoming ones."""
         return await self.request("trials", n=n, start=start)
 
     async def skip_trials(self, n: int = 1) -> Any:
+        """Skip the next ``n`` trials."""
         return await self.request("skip_trials", n=n)
 
     async def rewind_trials(self, n: int = 1) -> Any:
+        """Go back ``n`` trials."""
         return await self.request("rewind_trials", n=n)
 
     async def setup_window(self, **params: Any) -> dict[str, Any]:
+        """Change the session window (between runs)."""
         return await self.request("setup_window", timeout=180, **params)
 
     async def subscribe(self, *topics: str) -> Any:
+        """Receive these event topics too."""
         return await self.request("subscribe", topics=list(topics))
 
     async def unsubscribe(self, *topics: str) -> Any:
+        """Stop receiving these event topics."""
         return await self.request("unsubscribe", topics=list(topics))
 
-    async def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        return await self.request("list_runs", limit=limit)
+    async def replay(self, since: int) -> ReplayPage:
+        """One page of stored events after ``since`` (ask again from ``next_since`` while ``more``)."""
+        return ReplayPage.model_validate(await self.request("replay", since=since))
 
-    async def get_run(self, run_id: str) -> dict[str, Any]:
-        return await self.request("get_run", run_id=run_id)
+    async def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        """Recent runs, newest first."""
+        return [RunRecord.model_validate(r) for r in await self.request("list_runs", limit=limit)]
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        """One run's record."""
+        return RunRecord.model_validate(await self.request("get_run", run_id=run_id))
 
 
-__all__ = ["AsyncClient", "AsyncRun", "Event", "websockets"]
+__all__ = ["AsyncClient", "AsyncRun", "Event"]

@@ -6,6 +6,10 @@
             print(event.event, event.data)
             if event.event in ("run_finished", "run_failed"):
                 break
+
+Every command is an explicit method with the same signature and result type
+as :class:`~liaison.client.AsyncClient`'s; both share the protocol core
+(:class:`liaison.protocol.client.ClientCore`).
 """
 
 from __future__ import annotations
@@ -15,13 +19,15 @@ import queue
 import threading
 from typing import Any, Iterator
 
-from .aio import AsyncClient, AsyncRun, Event
+from ..protocol.client import Event
+from ..protocol.results import Aborted, ExperimentInfo, Pong, ReplayPage, RunRecord, State
+from .aio import AsyncClient, AsyncRun
 
 
 class Run:
     """A run started through :class:`Client`."""
 
-    def __init__(self, inner: AsyncRun, client: "Client") -> None:
+    def __init__(self, inner: AsyncRun, client: Client) -> None:
         self._inner = inner
         self._client = client
         self.run_id = inner.run_id
@@ -29,10 +35,12 @@ class Run:
 
     @property
     def events(self) -> list[Event]:
+        """The run's events received so far, in order."""
         return self._inner.events
 
     @property
     def rows(self) -> list[dict[str, Any]]:
+        """The run's data rows received so far."""
         return self._inner.rows
 
     def wait(self, timeout: float | None = None) -> Event:
@@ -53,37 +61,43 @@ class Run:
 
 
 class Client:
-    def __init__(self, url: str = "ws://127.0.0.1:8765/", token: str | None = None, **options: Any) -> None:
+    """A blocking connection to one server; see :class:`~liaison.client.AsyncClient` for the options."""
+
+    def __init__(self, url: str = "ws://127.0.0.1:8765/", token: str | None = None, *,
+                 role: str = "controller", name: str | None = None, reconnect: bool = True,
+                 since: int | None = None, timeout: float = 30.0, reconnect_for: float = 120.0) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="liaison-client", daemon=True)
         self._thread.start()
-        self._async = AsyncClient(url, token, **options)
+        self._async = AsyncClient(url, token, role=role, name=name, reconnect=reconnect, since=since,
+                                  timeout=timeout, reconnect_for=reconnect_for)
         self._events: queue.SimpleQueue | None = None
-        self._events_task = None
 
     def _call(self, coro, timeout: float | None = None):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    # lifecycle
+    # --- lifecycle -----------------------------------------------------------------------
     def connect(self) -> dict[str, Any]:
+        """Connect and authenticate; returns the welcome (with a state snapshot)."""
         try:
             welcome = self._call(self._async.connect())
         except BaseException:
             self._shutdown_loop()
             raise
         self._events = queue.SimpleQueue()
-        self._events_task = self._call(self._start_event_pump())
+        self._call(self._start_event_pump())
         return welcome
 
-    async def _start_event_pump(self):
-        async def pump():
+    async def _start_event_pump(self) -> None:
+        async def pump() -> None:
             async for event in self._async.events():
                 self._events.put(event)
             self._events.put(None)
 
-        return asyncio.get_running_loop().create_task(pump())
+        asyncio.get_running_loop().create_task(pump())
 
     def close(self) -> None:
+        """Close the connection and the client's thread."""
         try:
             self._call(self._async.close(), 10)
         finally:
@@ -94,7 +108,7 @@ class Client:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         self.connect()
         return self
 
@@ -120,21 +134,73 @@ class Client:
                 return
             yield event
 
-    # commands
+    # --- commands (one per protocol command; see AsyncClient for each one's contract) ------
     def request(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
+        """Send any command and return its plain JSON result, or raise the matching LiaisonError."""
         return self._call(self._async.request(cmd, timeout, **args))
+
+    def ping(self) -> Pong:
+        return self._call(self._async.ping())
+
+    def state(self) -> State:
+        return self._call(self._async.state())
+
+    def list_experiments(self) -> list[ExperimentInfo]:
+        return self._call(self._async.list_experiments())
+
+    def add_experiment(self, path: str, key: str | None = None) -> ExperimentInfo:
+        return self._call(self._async.add_experiment(path, key))
 
     def run(self, key: str, exp_info: dict[str, Any] | None = None, seed: int | None = None) -> Run:
         return Run(self._call(self._async.run(key, exp_info, seed)), self)
 
-    def __getattr__(self, name: str):
-        method = getattr(AsyncClient, name, None)
-        if method is None or name.startswith("_") or name in ("connect", "close", "events", "run"):
-            raise AttributeError(name)
+    def pause(self) -> Any:
+        return self._call(self._async.pause())
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._call(getattr(self._async, name)(*args, **kwargs))
+    def resume(self) -> Any:
+        return self._call(self._async.resume())
 
-        call.__name__ = name
-        call.__doc__ = method.__doc__
-        return call
+    def stop(self) -> Any:
+        return self._call(self._async.stop())
+
+    def abort(self, grace: float = 2.0) -> Aborted:
+        return self._call(self._async.abort(grace))
+
+    def get_exp_info(self) -> dict[str, Any]:
+        return self._call(self._async.get_exp_info())
+
+    def set_exp_info(self, values: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:
+        return self._call(self._async.set_exp_info(values, **more))
+
+    def add_data(self, name: str, value: Any) -> Any:
+        return self._call(self._async.add_data(name, value))
+
+    def annotate(self, text: str) -> Any:
+        return self._call(self._async.annotate(text))
+
+    def trials(self, n: int = 1, start: int = 0) -> dict[str, Any]:
+        return self._call(self._async.trials(n, start))
+
+    def skip_trials(self, n: int = 1) -> Any:
+        return self._call(self._async.skip_trials(n))
+
+    def rewind_trials(self, n: int = 1) -> Any:
+        return self._call(self._async.rewind_trials(n))
+
+    def setup_window(self, **params: Any) -> dict[str, Any]:
+        return self._call(self._async.setup_window(**params))
+
+    def subscribe(self, *topics: str) -> Any:
+        return self._call(self._async.subscribe(*topics))
+
+    def unsubscribe(self, *topics: str) -> Any:
+        return self._call(self._async.unsubscribe(*topics))
+
+    def replay(self, since: int) -> ReplayPage:
+        return self._call(self._async.replay(since))
+
+    def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        return self._call(self._async.list_runs(limit))
+
+    def get_run(self, run_id: str) -> RunRecord:
+        return self._call(self._async.get_run(run_id))

@@ -81,7 +81,7 @@ def test_abort_kills_a_hung_run_and_the_server_serves_the_next(server):
         run = controller.run("hangs_demo")
         collect(watcher, lambda e: e.event == "data_rows" and e.run_id == run.run_id)
         result = controller.abort(grace=1.0)
-        assert result == {"run_id": run.run_id, "killed": True}
+        assert (result.run_id, result.killed) == (run.run_id, True)
         end = collect(watcher, lambda e: e.event in ("run_finished", "run_failed") and e.run_id == run.run_id)[-1]
         assert end.data["outcome"] == "aborted"
         again = controller.run("frames_demo", {"participant": "after-abort", **SMALL})

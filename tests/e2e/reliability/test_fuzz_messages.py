@@ -587,7 +587,7 @@ def session_view(client: Client) -> dict[str, Any]:
     return {
         "status": state["status"],
         "window": state.get("window"),
-        "experiments": sorted(json.dumps(e, sort_keys=True) for e in client.list_experiments()),
+        "experiments": sorted(json.dumps(e.model_dump(), sort_keys=True) for e in client.list_experiments()),
         "exp_info": client.get_exp_info(),
         "runs": [r["run_id"] for r in client.list_runs(1000)],
     }

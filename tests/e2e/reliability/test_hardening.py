@@ -184,7 +184,7 @@ def test_abort_works_while_setup_hangs(served):
     with Client(served["url"], TOKEN) as client:
         run = client.run("hangs_in_setup", {"participant": "h"})
         aborted = client.abort(grace=0.5)
-        assert aborted == {"run_id": run.run_id, "killed": True}
+        assert aborted.run_id == run.run_id and aborted.killed
         end = run.wait(60)
         assert end.data["outcome"] == "aborted"
         again = client.run("rows_demo", {"participant": "after", "n_trials": 2})
