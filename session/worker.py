@@ -69,6 +69,7 @@ class WorkerConfig:
     headless: bool | None = None
     rest_message: str = "Please wait for the experimenter"
     switch_interval: float = 0.001
+    plugins: tuple = ()  # engine plugins: (name, "module:Class", options), from the server's registry
 
 
 # --- child side -------------------------------------------------------------------
@@ -269,12 +270,14 @@ def child_main(conn, config: WorkerConfig) -> None:
         ensure_display(config.headless)
         from .session import Session
 
+        from .plugins import PluginHost
+
         publisher = Publisher()
         publisher.subscribe(lambda event: server.send(("event", event)))
         server.session = Session(
             config.root, data_dir=config.data_dir, window=config.window or None,
             params=config.params, rest_message=config.rest_message, publisher=publisher,
-            capture_output=True,
+            capture_output=True, plugins=PluginHost.load(config.plugins, publisher.publish),
         )
     except BaseException as exc:  # noqa: BLE001
         server.send(("failed", {**_error_payload(exc), "traceback": traceback.format_exc()}))
@@ -285,10 +288,14 @@ def child_main(conn, config: WorkerConfig) -> None:
                            "window": server.session.windows.describe()}))
     receiver = threading.Thread(target=server.receiver_loop, name="worker-receiver", daemon=True)
     receiver.start()
+    session = server.session
     try:
-        server.session.serve_forever()
+        session.plugins.session_started({"root": str(session.root), "data_dir": str(session.data_dir),
+                                         "window": session.windows.describe()})
+        session.serve_forever()
     finally:
-        server.session.close()
+        session.plugins.session_stopping()
+        session.close()
         server.send(None)
         sender.join(5)
 

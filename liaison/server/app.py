@@ -30,6 +30,8 @@ from session.recovery import rebuild_run, recover
 from session.worker import WorkerConfig, WorkerHost
 
 from .. import __version__
+from ..plugins.base import SessionInfo
+from ..plugins.host import ServerPlugins
 from ..protocol import OBSERVER_COMMANDS, CloseCode
 from .config import ServerConfig
 from .connection import ClientConnection
@@ -49,6 +51,8 @@ class LiaisonServer:
         if config.web_dir is None:
             config.web_dir = DEFAULT_WEB_DIR
         self.version = __version__
+        # Plugins first: a bad --plugin fails before anything is locked or opened (PluginLoadError).
+        self.plugins = ServerPlugins.from_specs(config.plugins, lambda event: self.publisher.publish(event))
         self.lock = DataDirLock(config.data_dir).acquire()  # DataDirBusy if another server has it
         self.journal = Journal.in_dir(config.data_dir, durable=config.durable, background_checkpoints=True)
         self.session_id = self.journal.get_state("session_id")
@@ -183,6 +187,7 @@ class LiaisonServer:
             if self.hub is not None:
                 self.hub._drain()  # journal what is still queued
             self._flush_commands()
+            await asyncio.get_running_loop().run_in_executor(None, self.plugins.close)
             self.journal.close()
             self.lock.release()
 
@@ -192,6 +197,7 @@ class LiaisonServer:
         self._stop = asyncio.Event()
         self.hub = Hub(self.loop, config.replay_size, journal=self.journal, replay_bytes=config.replay_bytes)
         self.hub.listeners.append(self._on_event)
+        self.hub.listeners.append(self.plugins.on_event)
         self.publisher.subscribe(self.hub.push)
         if self.journal.damage:
             log.error("journal: %s", self.journal.damage.describe())
@@ -206,7 +212,8 @@ class LiaisonServer:
         await self.loop.run_in_executor(None, ensure_display, config.headless)
         self.host = WorkerHost(
             WorkerConfig(root=str(config.root), data_dir=str(config.data_dir), window=config.window, params=params,
-                         headless=None),  # the display is ours, set up above; the worker inherits it
+                         headless=None,  # the display is ours, set up above; the worker inherits it
+                         plugins=self.plugins.engine_specs()),
             publisher=self.publisher, on_exit=self._worker_exited, on_start=self._on_worker_start, loop=self.loop,
         )
         await self.loop.run_in_executor(None, lambda: self.host.start(timeout=180))
@@ -225,6 +232,8 @@ class LiaisonServer:
             server_header=f"liaison/{self.version}",
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
+            self.plugins.start(SessionInfo(root=str(config.root), data_dir=str(config.data_dir), version=self.version,
+                                           session_id=self.session_id, host=config.host, port=self.port))
             self.ready.set()
             log.info("serving %s on ws://%s:%s/ (auth: %s)", config.root, config.host, self.port,
                      config.auth_method)
