@@ -41,6 +41,28 @@ import pylsl  # noqa: E402
 from benchlib.stats import percentiles  # noqa: E402
 
 
+def hook_cost(n: int = 3000) -> dict:
+    """One marker hook (JSON + push_sample) in a loop, an inlet connected: its cost on the experiment's thread."""
+    from liaison.plugins.lsl import LslMarkers
+    from session.plugins import RoutineBoundary
+
+    source = f"liaison-bench-cost-{secrets.token_hex(4)}"
+    markers = LslMarkers({"source_id": source})
+    markers.session_started({"data_dir": ""})
+    inlet = pylsl.StreamInlet(pylsl.resolve_byprop("source_id", f"{source}-markers", timeout=20)[0])
+    inlet.open_stream(timeout=10)
+    event = RoutineBoundary(run_id="20261201T220012-rt_demo-43570d", routine="trial", time=0.0)
+    costs = []
+    for i in range(n):
+        started = time.perf_counter()
+        markers.routine_started(event)
+        costs.append(time.perf_counter() - started)
+        if i % 200 == 0:
+            inlet.pull_chunk()
+    markers.session_stopping()
+    return percentiles(costs, 1e6)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=60)
@@ -125,6 +147,7 @@ def main() -> int:
                       **{name: percentiles([abs(x) for x in values], 1e6) for name, values in offsets.items()}},
         "delivery_lag_ms": percentiles(lag, 1e3),
         "hooks": end.data["plugins"].get("lsl"),
+        "hook_cost_us_in_a_loop": hook_cost(300 if args.quick else 3000),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -138,6 +161,8 @@ def main() -> int:
     print(f"  delivery lag             median {d['p50']:.2f} ms  p99 {d['p99']:.2f} ms  max {d['max']:.2f} ms")
     print(f"  hook cost (experiment's thread): {h['calls']} calls, max {h['max_ms']:.3f} ms, "
           f"mean {h['total_ms'] / max(1, h['calls']):.3f} ms, {h['over_budget']} over the {h['budget_ms']} ms budget")
+    c = result["hook_cost_us_in_a_loop"]
+    print(f"  one marker hook in a loop: median {c['p50']:.1f} us  p99 {c['p99']:.1f} us  max {c['max']:.1f} us")
     print(f"  load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f}; wrote {out}")
     return 0 if result["lost"] == 0 and result["outcome"] == "completed" else 1
 

@@ -43,7 +43,6 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .control import ControlledExperimentHandler
 from .events import Annotated, DataAdded, Event, PluginError, RunPaused, RunResumed, RunStopping
 
 MAX_ERRORS = 10  # errors of one plugin in one run before it is left alone for the rest of the run
@@ -239,32 +238,32 @@ def import_object(path: str) -> Any:
 
 # --- the handler and window subclasses that see boundaries -------------------------------------
 
-class PluggedExperimentHandler(ControlledExperimentHandler):
-    """A controlled handler that also tells the plugin host about routines and rows.
+def _plugged_handler_class(host: "PluginHost") -> type:
+    """A subclass of the controlled handler that also tells ``host`` about routines and rows.
 
-    Each host uses its own subclass carrying ``_plug_host`` as a class
-    attribute: nothing is added to the instance, so Builder's
-    ``saveAsPickle`` of the handler pickles exactly what it would without us.
+    Made per host, with ``host`` in the class rather than on the instance:
+    nothing is added to the handler, so Builder's ``saveAsPickle`` pickles
+    exactly what it would without us. (Built lazily: importing this module
+    must not import PsychoPy, the server imports it too.)
     """
+    from .control import ControlledExperimentHandler
 
-    _plug_host: "PluginHost | None" = None
+    class PluggedExperimentHandler(ControlledExperimentHandler):
+        @property
+        def currentRoutine(self):  # noqa: N802 - PsychoPy's name
+            return self.__dict__.get("currentRoutine")
 
-    @property
-    def currentRoutine(self):  # noqa: N802 - PsychoPy's name
-        return self.__dict__.get("currentRoutine")
+        @currentRoutine.setter
+        def currentRoutine(self, routine):  # noqa: N802
+            self.__dict__["currentRoutine"] = routine  # the same slot the plain class uses
+            if routine is not None:
+                host._routine_assigned(routine)
 
-    @currentRoutine.setter
-    def currentRoutine(self, routine):  # noqa: N802
-        self.__dict__["currentRoutine"] = routine  # the same slot the plain class uses
-        host = self._plug_host
-        if host is not None and routine is not None:
-            host._routine_assigned(routine)
-
-    def nextEntry(self):  # noqa: N802
-        host = self._plug_host
-        if host is not None:
+        def nextEntry(self):  # noqa: N802
             host._row_ending()
-        return super().nextEntry()
+            return super().nextEntry()
+
+    return PluggedExperimentHandler
 
 
 def _frame_reporting_class(base: type, host: "PluginHost") -> type:
@@ -308,7 +307,7 @@ class PluginHost:
         self.budgets: dict[str, HookBudget] = {}
         self._run: _RunState | None = None
         self._frame_plugins = [(n, p) for n, p in self.plugins if p.wants_frames]
-        self._handler_class = type("PluggedExperimentHandler", (PluggedExperimentHandler,), {"_plug_host": self})
+        self._handler_class: type | None = None  # made at the first run (imports PsychoPy)
         self._window_classes: dict[type, type] = {}
         self._reset_budgets()
 
@@ -381,9 +380,13 @@ class PluginHost:
             return
         from psychopy import clock
 
+        from .control import ControlledExperimentHandler
+
         self._reset_budgets()
         state = _RunState(run_id=run_id, this_exp=this_exp, win=win)
         if type(this_exp) is ControlledExperimentHandler:
+            if self._handler_class is None:
+                self._handler_class = _plugged_handler_class(self)
             this_exp.__class__ = self._handler_class
         if self._frame_plugins and win is not None:
             base = state.window_class = win.__class__
@@ -422,8 +425,8 @@ class PluginHost:
         return report
 
     def _release(self, state: _RunState) -> None:
-        if type(state.this_exp) is self._handler_class:  # not yet released by control.release
-            state.this_exp.__class__ = ControlledExperimentHandler
+        if self._handler_class is not None and type(state.this_exp) is self._handler_class:
+            state.this_exp.__class__ = self._handler_class.__mro__[1]  # not yet released: back to the controlled one
         if state.window_class is not None:
             state.win.__class__ = state.window_class
 
@@ -570,7 +573,7 @@ class PluginHost:
         if translated is None:
             return
         state = self._run
-        if state is not None and isinstance(state.this_exp, ControlledExperimentHandler):
+        if state is not None and hasattr(state.this_exp, "_ctl_pending"):  # a controlled handler
             from .control import schedule
 
             schedule(state.this_exp, lambda _latency: self._deliver(translated))

@@ -111,3 +111,16 @@ def test_a_session_without_plugins_changes_nothing():
     host = PluginHost()
     assert not host and host.run_ended(run_id="r", key="k", outcome="completed", rows=0, duration=0,
                                        error=None) == {}
+
+
+def test_the_server_process_does_not_import_psychopy_for_plugins():
+    """The server speaks WebSocket only: the plugin registry and the lsl plugin's server half keep it light."""
+    import subprocess
+    import sys
+
+    code = ("import sys, liaison.server.app, liaison.cli, liaison.plugins.lsl, liaison.plugins.host; "
+            "print('psychopy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=PROJECT, env={**__import__("os").environ, "PYTHONPATH": str(PROJECT)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
