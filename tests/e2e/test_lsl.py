@@ -173,3 +173,26 @@ def test_pause_resume_and_stop_are_marked_and_the_run_end_says_stopped(lsl_serve
     # a hand-written script without routines still gets its trials (sendExperimentData ... nextEntry)
     ended = [m for m in got if m["event"] == "trial_end"]
     assert ended and [m["row"] for m in ended] == list(range(len(ended)))
+
+
+def test_a_compiled_builder_experiment_gets_routine_markers_outside_loops_too(lsl_server):
+    """stroop_lite.psyexp, compiled by PsychoPy: instructions, a trials loop, thanks."""
+    markers = lsl_server["markers"]
+    with Client(lsl_server["url"], TOKEN, reconnect=False) as client:
+        run = client.run("stroop_lite", {"participant": "lsl-stroop"})
+        end = run.wait(timeout=180)
+    assert end.data["outcome"] == "completed", end.data
+    stamped = pull_until(markers, lambda m: m["event"] == "run_end")
+    rows = read_csv(run_csv(lsl_server["data_dir"] / "runs" / run.run_id))
+    trial_rows = [i for i, row in enumerate(rows) if row.get("trials.thisN") not in (None, "")]
+    shape = [(m["event"], m.get("routine") or m.get("row")) for m, _ in stamped]
+    assert shape == [("run_start", None), ("routine_start", "instructions"), ("routine_end", "instructions")] + [
+        item for row in trial_rows
+        for item in (("trial_start", row), ("routine_start", "trial"), ("routine_end", "trial"), ("trial_end", row))
+    ] + [("routine_start", "thanks"), ("routine_end", "thanks"), ("run_end", None)]
+    correction = markers.time_correction(timeout=10)
+    zero = stamped[0][0]["clock_zero"]
+    starts = [t + correction for m, t in stamped if m["event"] == "routine_start"]
+    recorded = [float(rows[0]["instrText.started"])] + [float(rows[i]["thisRow.t"]) for i in trial_rows]
+    for stamp, flip in zip(starts, recorded):
+        assert abs(stamp - (zero + flip)) < TOLERANCE
