@@ -124,11 +124,14 @@ def main() -> int:
         by_event.setdefault(marker["event"], []).append((marker, stamp, arrived))
     zero = by_event["run_start"][0][0]["clock_zero"]
     offsets = {name: [] for name in ("trial_start", "routine_start", "routine_end", "trial_end")}
+    unrecorded = []  # (row, column): flips the experiment did not record (e.g. a stalled frame skipped the target)
     for i, row in enumerate(rows):
-        first, last = zero + float(row["thisRow.t"]), zero + float(row["target.stopped"])
-        for name, flip in (("trial_start", first), ("routine_start", first), ("routine_end", last),
-                           ("trial_end", last)):
-            offsets[name].append(by_event[name][i][1] + correction - flip)
+        for name, column in (("trial_start", "thisRow.t"), ("routine_start", "thisRow.t"),
+                             ("routine_end", "target.stopped"), ("trial_end", "target.stopped")):
+            if row.get(column) in (None, ""):
+                unrecorded.append((i, column))
+                continue
+            offsets[name].append(by_event[name][i][1] + correction - (zero + float(row[column])))
     every = [x for values in offsets.values() for x in values]
     uncorrected = [x - correction for x in every]  # one machine, one clock: time_correction is only noise here
     lag = [arrived - stamp for _, stamp, arrived in received]
@@ -141,6 +144,8 @@ def main() -> int:
         "trials": trials, "outcome": end.data["outcome"], "markers_received": len(received),
         "markers_expected": expected, "lost": expected - len(received),
         "time_correction_s": correction,
+        "flips_not_recorded_by_the_experiment": sorted(set(unrecorded)),
+        "slow_frames_in_the_run": sum(1 for r in rows if r.get("target.started") in (None, "")),
         "offset_us": {"all": percentiles([abs(x) for x in every], 1e6),
                       "signed_all": percentiles(every, 1e6),
                       "all_without_time_correction": percentiles([abs(x) for x in uncorrected], 1e6),

@@ -113,9 +113,21 @@ class ServerPlugins:
         return tuple((spec.name, plugin.engine, dict(spec.options)) for spec, plugin in self.plugins if plugin.engine)
 
     def start(self, info: SessionInfo) -> None:
+        """Start the plugins' threads; ``session_started`` comes first, before any event queued meanwhile.
+
+        Events can arrive before the server knows its port (recovered runs,
+        the worker's start); they wait in the queue (loop thread, like
+        :meth:`on_event`, so nothing slips in between).
+        """
         for runner in self.runners:
+            waiting = []
+            while not runner.queue.empty():
+                waiting.append(runner.queue.get_nowait())
+            runner.queue.put_nowait(("session_started", runner.plugin.session_started, (info,), None, False))
+            for item in waiting[:runner.queue.maxsize - 1]:
+                runner.queue.put_nowait(item)
+            runner.dropped += max(0, len(waiting) - (runner.queue.maxsize - 1))
             runner.thread.start()
-            runner.offer(("session_started", runner.plugin.session_started, (info,), None, False))
         self._started = True
 
     def on_event(self, event: Event) -> None:

@@ -85,6 +85,41 @@ def stream_info(pylsl, *, name: str, kind: str, source: str, rig: str, version: 
     return info
 
 
+class _GilHoldingCalls:
+    """liblsl's push and clock, called without releasing the GIL (``ctypes.PyDLL``).
+
+    pylsl calls liblsl through ``ctypes.CDLL``, which releases the GIL around
+    every call; on the experiment's thread that is a chance for another
+    Python thread (the worker's sender, pickling a trial's rows) to take the
+    GIL, and the frame then waits for it to give it back: we measured pushes
+    of 5 µs taking up to tens of ms at trial boundaries on a loaded machine.
+    Both calls are short and never call back into Python, so holding the GIL
+    is safe. Falls back to pylsl's own calls if its library is not where we
+    expect it.
+    """
+
+    def __init__(self, pylsl) -> None:
+        import ctypes
+
+        library = ctypes.PyDLL(pylsl.lib.lib._name)
+        self.push = library.lsl_push_sample_buftp
+        self.push.restype = ctypes.c_int32
+        self.push.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_uint32),
+                              ctypes.c_double, ctypes.c_int32]
+        self.clock = library.lsl_local_clock
+        self.clock.restype = ctypes.c_double
+        self.clock.argtypes = []
+        self._ctypes = ctypes
+
+    def push_text(self, outlet, text: str, timestamp: float) -> None:
+        ctypes = self._ctypes
+        data = text.encode("utf-8")
+        code = self.push(outlet.obj, (ctypes.c_char_p * 1)(data), (ctypes.c_uint32 * 1)(len(data)),
+                         timestamp, 1)
+        if code < 0:
+            raise RuntimeError(f"liblsl push_sample failed (error {code})")
+
+
 def _version() -> str:
     from liaison import __version__
 
@@ -103,6 +138,12 @@ class LslMarkers(EnginePlugin):
         from psychopy import clock
 
         self._base_clock = clock.getTime
+        try:
+            self._calls = _GilHoldingCalls(self.pylsl)
+            self._local_clock = self._calls.clock
+        except (AttributeError, OSError):  # another pylsl layout: its own (GIL-releasing) calls
+            self._calls = None
+            self._local_clock = self.pylsl.local_clock
         self.outlet = None
         self.offset = 0.0  # pylsl.local_clock() - PsychoPy's base clock
         self.run: RunBegin | None = None
@@ -110,7 +151,7 @@ class LslMarkers(EnginePlugin):
     # clock ------------------------------------------------------------------------------------------
     def sync(self) -> float:
         """Measure ``local_clock() - base clock`` from the tightest of a few bracketed reads (~5 µs)."""
-        local, base = self.pylsl.local_clock, self._base_clock
+        local, base = self._local_clock, self._base_clock
         best_width, best = None, self.offset
         for _ in range(5):
             before = base()
@@ -124,8 +165,13 @@ class LslMarkers(EnginePlugin):
 
     def push(self, marker: dict[str, Any], at: float) -> None:
         """One marker at base-clock time ``at``, stamped on the LSL clock."""
-        if self.outlet is not None:
-            self.outlet.push_sample([_JSON.encode(marker)], at + self.offset)
+        outlet = self.outlet
+        if outlet is None:
+            return
+        if self._calls is not None:
+            self._calls.push_text(outlet, _JSON.encode(marker), at + self.offset)
+        else:
+            outlet.push_sample([_JSON.encode(marker)], at + self.offset)
 
     def _run_fields(self, run_id: str | None) -> dict[str, Any]:
         return {"run_id": run_id} if run_id else {}

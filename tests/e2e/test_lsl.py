@@ -127,14 +127,20 @@ def test_every_marker_of_a_real_run_arrives_in_order_stamped_with_its_flip(lsl_s
     zero = start["clock_zero"]
     rows = read_csv(run_csv(lsl_server["data_dir"] / "runs" / run.run_id))
     assert len(rows) == n_trials
+    compared = 0
     for i, row in enumerate(rows):
         first_flip = zero + float(row["thisRow.t"])  # timestampOnFlip at the trial's first frame
         assert abs(float(row["fixation.started"]) - float(row["thisRow.t"])) < 1e-9
-        last_flip = zero + float(row["target.stopped"])  # timestampOnFlip: the frame that took it off
-        for name, expected in (("trial_start", first_flip), ("routine_start", first_flip),
-                               ("routine_end", last_flip), ("trial_end", last_flip)):
+        expected = {"trial_start": first_flip, "routine_start": first_flip}
+        # timestampOnFlip of the frame that took the target off; absent only when a stall longer than the
+        # fixation (a saturated machine) ended the trial before the target was ever drawn
+        if row["target.stopped"]:
+            expected["routine_end"] = expected["trial_end"] = zero + float(row["target.stopped"])
+        for name, flip in expected.items():
             stamp = by_event[name][i][1] + correction
-            assert abs(stamp - expected) < TOLERANCE, (name, i, stamp - expected)
+            assert abs(stamp - flip) < TOLERANCE, (name, i, stamp - flip)
+            compared += 1
+    assert compared >= 4 * n_trials - 4, "nearly every trial drew its target"
 
     # the data outlet: every row, as JSON, in order
     rows_over_lsl = pull_until(data, lambda m: m["row"] == n_trials - 1, timeout=30)

@@ -124,3 +124,86 @@ def test_the_server_process_does_not_import_psychopy_for_plugins():
                          cwd=PROJECT, env={**__import__("os").environ, "PYTHONPATH": str(PROJECT)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+class Recording:
+    """A server-half plugin that records its calls (a real Plugin subclass, run by the real runner)."""
+
+    def __new__(cls, queue_limit=10_000, fail_on=None):
+        from liaison.plugins.base import Plugin
+
+        class RecordingPlugin(Plugin):
+            def __init__(self, options):
+                super().__init__(options)
+                self.calls = []
+                self.queue_limit = queue_limit
+
+            def session_started(self, info):
+                self.calls.append(("session_started", info.port))
+
+            def session_stopping(self):
+                self.calls.append(("session_stopping",))
+
+            def run_started(self, event, manifest):
+                self.calls.append(("run_started", event.run_id, manifest))
+
+            def annotated(self, event):
+                if fail_on == "annotated":
+                    raise RuntimeError("cannot annotate")
+                self.calls.append(("annotated", event.text))
+
+            def event(self, event):
+                self.calls.append(("event", event.type))
+
+        return RecordingPlugin({})
+
+
+def session_info(port=1234):
+    from liaison.plugins.base import SessionInfo
+
+    return SessionInfo(root="/r", data_dir="/d", version="0", session_id="s", host="127.0.0.1", port=port)
+
+
+def test_server_hooks_run_in_event_order_after_session_started_even_for_early_events(tmp_path):
+    from session.events import Annotated, RunStarted
+
+    plugin = Recording()
+    published = []
+    plugins = ServerPlugins([(PluginSpec("rec"), plugin)], published.append)
+    plugins.on_event(Annotated(run_id=None, text="before the port was known"))
+    plugins.start(session_info())
+    plugins.on_event(RunStarted(run_id="r1", key="k", exp_info={}, data_dir=str(tmp_path)))
+    plugins.close()
+    assert plugin.calls == [("session_started", 1234), ("annotated", "before the port was known"),
+                            ("event", "annotation"), ("run_started", "r1", None), ("event", "run_started"),
+                            ("session_stopping",)]
+    assert published == []
+
+
+def test_a_raising_server_hook_becomes_a_plugin_error_and_the_plugin_goes_on():
+    from session.events import Annotated
+
+    plugin = Recording(fail_on="annotated")
+    published = []
+    plugins = ServerPlugins([(PluginSpec("rec"), plugin)], published.append)
+    plugins.start(session_info())
+    plugins.on_event(Annotated(run_id="r1", text="x"))
+    plugins.close()
+    assert [(e.type, e.plugin, e.hook, e.where, e.run_id) for e in published] == [
+        ("plugin_error", "rec", "annotated", "server", "r1")]
+    assert "RuntimeError: cannot annotate" in published[0].error
+    assert ("event", "annotation") in plugin.calls and plugin.calls[-1] == ("session_stopping",)
+
+
+def test_a_plugin_that_falls_behind_loses_events_for_itself_only_and_is_told():
+    from session.events import Annotated
+
+    plugin = Recording(queue_limit=3)
+    published = []
+    plugins = ServerPlugins([(PluginSpec("rec"), plugin)], published.append)
+    for i in range(5):  # not started yet: nothing is consumed, so the bounded queue overflows
+        plugins.on_event(Annotated(run_id=None, text=str(i)))
+    plugins.start(session_info())
+    plugins.close()
+    assert any(e.hook == "queue" and "events were dropped" in e.error for e in published)
+    assert plugin.calls[0] == ("session_started", 1234)
