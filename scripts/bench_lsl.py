@@ -162,7 +162,7 @@ def main() -> int:
     print(f"  |marker - recorded flip|  median {o['p50']:.1f} us  p99 {o['p99']:.1f} us  max {o['max']:.1f} us"
           f"  (n={o['n']}, after time_correction {correction * 1e6:.1f} us)")
     u = result["offset_us"]["all_without_time_correction"]
-    print(f"  ... without time_correction median {u['p50']:.1f} us  p99 {u['p99']:.1f} us  max {u['max']:.1f} us")
+    print(f"  ... without time_correction median {u['p50']:.2f} us  p99 {u['p99']:.2f} us  max {u['max']:.2f} us")
     print(f"  delivery lag             median {d['p50']:.2f} ms  p99 {d['p99']:.2f} ms  max {d['max']:.2f} ms")
     print(f"  hook cost (experiment's thread): {h['calls']} calls, max {h['max_ms']:.3f} ms, "
           f"mean {h['total_ms'] / max(1, h['calls']):.3f} ms, {h['over_budget']} over the {h['budget_ms']} ms budget")
