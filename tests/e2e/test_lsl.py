@@ -202,3 +202,28 @@ def test_a_compiled_builder_experiment_gets_routine_markers_outside_loops_too(ls
     recorded = [float(rows[0]["instrText.started"])] + [float(rows[i]["thisRow.t"]) for i in trial_rows]
     for stamp, flip in zip(starts, recorded):
         assert abs(stamp - (zero + flip)) < TOLERANCE
+
+
+def test_after_a_killed_worker_the_fresh_one_offers_the_same_source_id(lsl_server):
+    """A hung run is aborted (its worker killed); recorders re-find the markers by source_id."""
+    before = lsl_server["markers_info"]
+    with Client(lsl_server["url"], TOKEN, reconnect=False) as client:
+        hung = client.run("hangs_demo", {"participant": "lsl-hang"})
+        for event in client.events(timeout=60):
+            if event.event == "data_rows" and event.run_id == hung.run_id:
+                break
+        assert client.abort(grace=0.5)["killed"] is True
+        assert hung.wait(timeout=60).data["outcome"] == "aborted"
+        streams = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not streams:  # the fresh worker's outlet, same source_id
+            streams = [s for s in pylsl.resolve_byprop("source_id", before.source_id(), timeout=2)
+                       if s.uid() != before.uid()]
+        assert streams, "the new worker's outlet was not found by the old source_id"
+        inlet = pylsl.StreamInlet(streams[0])
+        inlet.open_stream(timeout=10)
+        run = client.run("frames_demo", {"participant": "lsl-after", "n_trials": 2, "frames_per_trial": 3})
+        assert run.wait(timeout=120).data["outcome"] == "completed"
+    got = [m for m, _ in pull_until(inlet, lambda m: m["event"] == "run_end")]
+    assert got[0]["event"] == "run_start" and got[0]["run_id"] == run.run_id
+    assert [m["event"] for m in got if m["event"].startswith("trial")] == ["trial_start", "trial_end"] * 2
