@@ -139,6 +139,8 @@ class Session:
                 self._register(experiment)
         if open_window:
             self.setup_window()
+        self.plugins.session_started({"root": str(self.root), "data_dir": str(self.data_dir),
+                                      "window": self.windows.describe()})
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -155,6 +157,7 @@ class Session:
                 self.stop()
             except Conflict:
                 pass
+        self.plugins.session_stopping()
         self.windows.close()
         if self._log_file is not None:
             from psychopy import logging
@@ -319,8 +322,9 @@ class Session:
             module = load_module(experiment, self.cache_dir)
             exp_info = self._build_exp_info(module, ticket.exp_info)
             active.exp_info = exp_info
-            manifest = records.start_record(data_dir, run_id=ticket.run_id, key=key, experiment_path=experiment.path,
-                                 root=self.root, script=experiment.script, exp_info=dict(exp_info), seed=seed)
+            manifest = records.start_record(
+                data_dir, run_id=ticket.run_id, key=key, experiment_path=experiment.path, root=self.root,
+                script=experiment.script, exp_info=dict(exp_info), seed=seed)
             random.seed(seed)
             import numpy
 

@@ -288,14 +288,10 @@ def child_main(conn, config: WorkerConfig) -> None:
                            "window": server.session.windows.describe()}))
     receiver = threading.Thread(target=server.receiver_loop, name="worker-receiver", daemon=True)
     receiver.start()
-    session = server.session
     try:
-        session.plugins.session_started({"root": str(session.root), "data_dir": str(session.data_dir),
-                                         "window": session.windows.describe()})
-        session.serve_forever()
+        server.session.serve_forever()
     finally:
-        session.plugins.session_stopping()
-        session.close()
+        server.session.close()
         server.send(None)
         sender.join(5)
 
