@@ -80,3 +80,33 @@ def test_a_raising_plugin_is_reported_the_run_completes_and_a_slow_hook_shows_in
     run_stderr = (data_dir / "runs" / run.run_id / "stderr.log").read_text()
     assert f"Hi from run {run.run_id}: " in run_stderr and f"{n_trials} routines" in run_stderr
     assert f"Hi: run {run.run_id} of rt_demo completed with {n_trials} rows" in (tmp_path / "server.log").read_text()
+
+
+def test_the_dashboard_shows_a_plugin_error_in_its_event_log(tmp_path, monkeypatch):
+    """Missing markers must not go unnoticed: the experimenter's page says which plugin failed, and where."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from liaison.server import ServerConfig, ServerThread
+
+    env = plugin_env(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", env["PYTHONPATH"])  # the worker inherits it
+    for path in reversed(env["PYTHONPATH"].split(os.pathsep)):
+        monkeypatch.syspath_prepend(path)  # the registry (this process) finds the test plugins
+    config = ServerConfig(root=make_root(tmp_path), port=0, token=TOKEN, data_dir=tmp_path / "data",
+                          window={"size": [320, 240], "frame_rate": 60}, plugins=["raising"])
+    thread = ServerThread(config)
+    with thread as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.port}/#token={TOKEN}")
+            expect(page.locator("#conn-text")).to_have_text("Connected", timeout=30_000)
+            with Client(thread.url, TOKEN, reconnect=False) as client:
+                run = client.run("rt_demo", {"participant": "dash", "n_trials": 1})
+                assert run.wait(timeout=120).data["outcome"] == "completed"
+            entry = page.locator("#event-log li.log-error", has_text="Plugin raising failed in routine_started")
+            expect(entry.first).to_contain_text("(engine): RuntimeError: engine hook broke on routine trial",
+                                                timeout=30_000)
+        finally:
+            browser.close()
