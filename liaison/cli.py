@@ -95,6 +95,8 @@ def serve(
     frame_rate: Optional[float] = typer.Option(None, help="Report this frame rate instead of measuring."),
     param: List[str] = typer.Option([], help="Session param overriding expInfo, key=value (repeatable)."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    plugin: List[str] = typer.Option([], help="Enable a plugin, NAME or NAME:key=value,... (repeatable), "
+                                              "e.g. lsl or lsl:name=EEG-rig,data=true. See docs/plugins.md."),
 ) -> None:
     """Serve the experiments under ROOT to controllers and observers."""
     from .server.app import LiaisonServer
@@ -116,15 +118,20 @@ def serve(
         config = ServerConfig(root=root, host=host, port=port, token=token, observer_token=observer_token,
                               no_auth=no_auth, allowed_origins=list(allow_origin), allowed_hosts=list(allow_host),
                               data_dir=data_dir or root / "data",
-                              headless=headless, window=window, params=parse_pairs(param, "--param"))
+                              headless=headless, window=window, params=parse_pairs(param, "--param"),
+                              plugins=list(plugin))
     except ValueError as exc:
         fail(str(exc))
     from liaison.store.datalock import DataDirBusy
+
+    from .plugins.host import PluginLoadError
 
     try:
         server = LiaisonServer(config)
     except DataDirBusy as exc:
         fail(f"{exc}; use another --data-dir or stop that server")
+    except PluginLoadError as exc:
+        fail(str(exc))
 
     async def main() -> None:
         task = asyncio.create_task(server.serve(install_signals=True))

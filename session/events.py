@@ -93,6 +93,7 @@ class RunFinished(Event):
     duration: float
     gc_max_pause: float = 0.0
     gc_max_boundary_pause: float = 0.0
+    plugins: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -104,6 +105,7 @@ class RunFailed(Event):
     traceback: str
     rows: int = 0
     data_files: list[str] = field(default_factory=list)
+    plugins: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -162,11 +164,25 @@ class TrialsChanged(Event):
     n: int
 
 
+@dataclass(kw_only=True, slots=True)
+class PluginError(Event):
+    """A plugin's hook raised (or the plugin could not load); the run goes on without it."""
+
+    type: ClassVar[str] = "plugin_error"
+    plugin: str
+    hook: str
+    where: str  # "engine" (the worker, experiment's thread) or "server"
+    run_id: str | None
+    error: str
+    traceback: str = ""
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         ExperimentAdded, StatusChanged, RunStarted, RunPaused, RunResumed, RunStopping,
         RunFinished, RunFailed, RunRecovered, ExpInfoChanged, DataRows, DataAdded, Annotated, TrialsChanged,
+        PluginError,
     )
 }
 

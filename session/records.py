@@ -181,9 +181,9 @@ def start_record(run_dir: Path, *, run_id: str, key: str, experiment_path: Path,
 
 def finish_record(run_dir: Path, *, outcome: str, rows: int, data_files: list[str], exp_info: dict[str, Any],
                   duration: float, error: str | None, gc_max_pause: float,
-                  gc_max_boundary_pause: float = 0.0) -> None:
+                  gc_max_boundary_pause: float = 0.0, plugins: dict[str, Any] | None = None) -> None:
     status = STATUS_OF_OUTCOME.get(outcome, "FAILED")
     update_manifest(run_dir, ended=time.time(), duration=duration, outcome=outcome, status=status, rows=rows,
                     data_files=data_files, exp_info=exp_info, error=error, gc_max_pause=gc_max_pause,
-                    gc_max_boundary_pause=gc_max_boundary_pause)
+                    gc_max_boundary_pause=gc_max_boundary_pause, plugins=plugins or {})
     set_status(run_dir, status)

@@ -33,6 +33,7 @@ from .events import (
 from .experiments import Experiment, defaults_from_module, discover, load_module, make_experiment
 from .gcguard import GcGuard
 from .mainloop import MainThreadQueue
+from .plugins import PluginHost
 from .window import WindowHost, WindowParams
 
 IDLE, STARTING, RUNNING, PAUSED, STOPPING = "idle", "starting", "running", "paused", "stopping"
@@ -78,6 +79,7 @@ class RunResult:
     gc_max_boundary_pause: float = 0.0
     error: str | None = None
     traceback: str | None = None
+    plugins: dict[str, Any] = field(default_factory=dict)  # engine plugins' hook accounting (session.plugins)
 
 
 def new_run_id(key: str) -> str:
@@ -105,6 +107,7 @@ class Session:
         discover_experiments: bool = True,
         open_window: bool = True,
         capture_output: bool = False,
+        plugins: PluginHost | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
@@ -113,6 +116,8 @@ class Session:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.cache_dir = self.data_dir / ".compiled"
         self.events = publisher or Publisher()
+        self.plugins = plugins if plugins is not None else PluginHost()
+        self.plugins.attach(self)
         self.queue = MainThreadQueue()
         self.params: dict[str, Any] = dict(params or {})
         self.capture_output = capture_output  # runs' fd 1/2 to their folder (worker processes)
@@ -134,6 +139,8 @@ class Session:
                 self._register(experiment)
         if open_window:
             self.setup_window()
+        self.plugins.session_started({"root": str(self.root), "data_dir": str(self.data_dir),
+                                      "window": self.windows.describe()})
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -150,6 +157,7 @@ class Session:
                 self.stop()
             except Conflict:
                 pass
+        self.plugins.session_stopping()
         self.windows.close()
         if self._log_file is not None:
             from psychopy import logging
@@ -314,8 +322,9 @@ class Session:
             module = load_module(experiment, self.cache_dir)
             exp_info = self._build_exp_info(module, ticket.exp_info)
             active.exp_info = exp_info
-            records.start_record(data_dir, run_id=ticket.run_id, key=key, experiment_path=experiment.path,
-                                 root=self.root, script=experiment.script, exp_info=dict(exp_info), seed=seed)
+            manifest = records.start_record(
+                data_dir, run_id=ticket.run_id, key=key, experiment_path=experiment.path, root=self.root,
+                script=experiment.script, exp_info=dict(exp_info), seed=seed)
             random.seed(seed)
             import numpy
 
@@ -340,9 +349,12 @@ class Session:
                 self._ticket = None
                 self._set_status(RUNNING)
             logging.exp(f"liaison: run {ticket.run_id} of {key} starting, expInfo={exp_info}")
+            global_clock = core.Clock()
+            self.plugins.run_started(run_id=ticket.run_id, key=key, exp_info=exp_info, data_dir=str(data_dir),
+                                     manifest=manifest, this_exp=this_exp, win=win, global_clock=global_clock)
             with guard:
                 module.run(expInfo=exp_info, thisExp=this_exp, win=win,
-                           globalClock=core.Clock(), thisSession=self._shim)
+                           globalClock=global_clock, thisSession=self._shim)
         except _StoppedBeforeStart:
             outcome = "stopped"
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - an experiment may raise anything
@@ -404,6 +416,9 @@ class Session:
                 outcome, error = "failed", f"could not write the run's log: {exc}"
         logging.root.flushed.clear()  # PsychoPy keeps every flushed entry (and the objects they name)
         logging.root.removeTarget(run_log)
+        plugin_record = self.plugins.run_ended(run_id=ticket.run_id, key=ticket.key, outcome=outcome,
+                                               rows=active.published_rows, error=error,
+                                               duration=time.perf_counter() - active.started)
         files = sorted(
             p.relative_to(active.data_dir).as_posix() for p in active.data_dir.rglob("*") if p.is_file()
         )
@@ -412,20 +427,20 @@ class Session:
             data_files=files, rows=active.published_rows, exp_info=dict(active.exp_info), seed=seed,
             duration=time.perf_counter() - active.started, gc_max_pause=guard.max_pause,
             gc_max_boundary_pause=guard.max_boundary_pause,
-            error=error, traceback=tb,
+            error=error, traceback=tb, plugins=plugin_record,
         )
         self._write_record(result, ticket)
         self.runs.append(result)
         if outcome == "failed":
             self.events.publish(RunFailed(
                 run_id=ticket.run_id, key=ticket.key, error=error or "", traceback=tb or "",
-                rows=result.rows, data_files=result.data_files,
+                rows=result.rows, data_files=result.data_files, plugins=result.plugins,
             ))
         else:
             self.events.publish(RunFinished(
                 run_id=ticket.run_id, key=ticket.key, outcome=outcome, rows=result.rows,
                 data_files=result.data_files, duration=result.duration, gc_max_pause=result.gc_max_pause,
-                gc_max_boundary_pause=result.gc_max_boundary_pause,
+                gc_max_boundary_pause=result.gc_max_boundary_pause, plugins=result.plugins,
             ))
         self._set_status(IDLE)
         GcGuard.collect_between_runs()
@@ -447,7 +462,7 @@ class Session:
             records.finish_record(result.data_dir, outcome=result.outcome, rows=result.rows, data_files=files,
                                   exp_info=dict(result.exp_info), duration=result.duration, error=result.error,
                                   gc_max_pause=result.gc_max_pause,
-                                  gc_max_boundary_pause=result.gc_max_boundary_pause)
+                                  gc_max_boundary_pause=result.gc_max_boundary_pause, plugins=result.plugins)
         except Exception:  # noqa: BLE001
             import logging as std_logging
 
@@ -486,6 +501,7 @@ class Session:
         published = self._publish_rows(active)
         if active.guard is not None and threading.current_thread() is threading.main_thread():
             active.guard.at_trial_boundary()
+            self.plugins.trial_boundary()
         return published
 
     # --- control (any thread) ----------------------------------------------------

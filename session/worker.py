@@ -72,6 +72,7 @@ class WorkerConfig:
     headless: bool | None = None
     rest_message: str = "Please wait for the experimenter"
     switch_interval: float = 0.001
+    plugins: tuple = ()  # engine plugins: (name, "module:Class", options), from the server's registry
 
 
 class _LoopWriter:

@@ -220,6 +220,7 @@ def child_main(sock: socket.socket, config) -> None:
 
         ensure_display(config.headless)
         from .events import Publisher
+        from .plugins import PluginHost
         from .session import Session
 
         publisher = Publisher()
@@ -227,7 +228,7 @@ def child_main(sock: socket.socket, config) -> None:
         child.session = Session(
             config.root, data_dir=config.data_dir, window=config.window or None,
             params=config.params, rest_message=config.rest_message, publisher=publisher,
-            capture_output=True,
+            capture_output=True, plugins=PluginHost.load(config.plugins, publisher.publish),
         )
     except BaseException as exc:  # noqa: BLE001
         child.send((pipe.FAILED, {**error_payload(exc), "traceback": traceback.format_exc()}))

@@ -50,6 +50,7 @@ TOPIC_OF_EVENT: dict[str, Topic] = {
     "data_added": Topic.DATA,
     "annotation": Topic.ANNOTATIONS,
     "trials_changed": Topic.TRIALS,
+    "plugin_error": Topic.STATUS,
 }
 
 # --- value types ------------------------------------------------------------------------------

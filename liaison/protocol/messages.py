@@ -244,6 +244,12 @@ FIELD_NOTES: dict[str, str] = {
     "reason": "Why the run was interrupted.",
     "damage": "What was wrong with the journal, if anything (a torn last write, ...).",
     "data_rows.rows": "New rows (one object per completed trial) since the previous `data_rows`.",
+    "plugins": ("Engine plugins' hook accounting for the run, by plugin name: calls, over_budget (calls longer "
+                "than budget_ms), over_by_hook, max_ms, total_ms, slowest_hook, errors, disabled. Empty without "
+                "plugins."),
+    "plugin": "Name the plugin was enabled under (`--plugin NAME`).",
+    "hook": "The hook that raised (e.g. routine_started, data_rows), or load.",
+    "where": "engine (in the worker, on the experiment's thread) or server.",
 }
 
 _EXCLUDED_FIELDS = ("seq", "time")

@@ -32,6 +32,8 @@ from session.events import Publisher
 from session.worker import WorkerConfig
 
 from .. import __version__
+from ..plugins.base import SessionInfo
+from ..plugins.host import ServerPlugins
 from ..protocol import CloseCode, Hello, dumps
 from ..store.datalock import DataDirLock
 from ..store.journal import Journal
@@ -61,6 +63,8 @@ class LiaisonServer:
         if config.web_dir is None:
             config.web_dir = web_dir()
         self.version = __version__
+        # Plugins first: a bad --plugin fails before anything is locked or opened (PluginLoadError).
+        self.plugins = ServerPlugins.from_specs(config.plugins, lambda event: self.publisher.publish(event))
         self.lock = DataDirLock(config.data_dir).acquire()  # DataDirBusy if another server has it
         self.journal = Journal.in_dir(config.data_dir, durable=config.durable, background_checkpoints=True)
         self.session_id = self.journal.get_state("session_id")
@@ -94,6 +98,7 @@ class LiaisonServer:
                 self.hub.drain()  # journal what is still queued
             if self.commands is not None:
                 self.commands.flush()
+            await asyncio.get_running_loop().run_in_executor(None, self.plugins.close)
             self.journal.close()
             self.lock.release()
 
@@ -102,6 +107,7 @@ class LiaisonServer:
         loop = self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self.hub = Hub(loop, config.replay_size, journal=self.journal, replay_bytes=config.replay_bytes)
+        self.hub.listeners.append(self.plugins.on_event)
         self.publisher.subscribe(self.hub.push)
         if self.journal.damage:
             log.error("journal: %s", self.journal.damage.describe())
@@ -114,7 +120,8 @@ class LiaisonServer:
         await loop.run_in_executor(None, ensure_display, config.headless)
         self.link = SessionLink(
             WorkerConfig(root=str(config.root), data_dir=str(config.data_dir), window=config.window, params=params,
-                         headless=None),  # the display is ours, set up above; the worker inherits it
+                         headless=None,  # the display is ours, set up above; the worker inherits it
+                         plugins=self.plugins.engine_specs()),
             self.journal, self.publisher, loop)
         self.hub.listeners.append(self.link.on_event)
         self.hub.on_storage_failure.append(self._storage_failed)
@@ -140,6 +147,8 @@ class LiaisonServer:
             server_header=f"liaison/{self.version}",
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
+            self.plugins.start(SessionInfo(root=str(config.root), data_dir=str(config.data_dir), version=self.version,
+                                           session_id=self.session_id, host=config.host, port=self.port))
             self.ready.set()
             log.info("serving %s on ws://%s:%s/ (auth: %s)", config.root, config.host, self.port,
                      self.credentials.method)

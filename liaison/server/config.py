@@ -38,6 +38,7 @@ class ServerConfig:
     web_dir: Path | None = None
     durable: bool = False  # fsync the journal on every batch (survives power loss, costs ~ms)
     recovery_wait: float = 30.0  # seconds to let an orphaned worker finish saving before recovery
+    plugins: list[Any] = field(default_factory=list)  # "NAME[:k=v,...]" or {"name", "options"} (liaison.plugins)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()

@@ -498,6 +498,9 @@ function onEvent(msg) {
     case "annotation":
       logEvent(t, `Note: ${d.text}`);
       break;
+    case "plugin_error":  // a plugin failed (e.g. LSL markers): the run goes on, the experimenter must know
+      logEvent(t, `Plugin ${d.plugin} failed in ${d.hook} (${d.where}): ${d.error}`, "error");
+      break;
     case "trials_changed":
       logEvent(t, `Trials ${d.action === "rewind" ? "rewound" : d.action === "skip" ? "skipped" : d.action} by ${d.n}`);
       if (app.trial) app.trial.stale = true;

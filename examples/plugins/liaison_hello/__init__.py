@@ -1,0 +1,1 @@
+"""An example Liaison plugin (see plugin.py)."""
