@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write docs/protocol.md and docs/protocol.schema.json from liaison.protocol.
+"""Write docs/protocol.md, docs/protocol.schema.json and web/js/protocol.js from liaison.protocol.
 
     python scripts/gen_protocol_doc.py          # regenerate both files
     python scripts/gen_protocol_doc.py --check  # exit 1 if they are out of date (CI)
@@ -19,14 +19,18 @@ PROJECT = Path(__file__).resolve().parent.parent
 if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
+from liaison.protocol.jsconst import js_constants  # noqa: E402
 from liaison.protocol.schema import markdown_doc, schema_text  # noqa: E402
 
 DOCS = PROJECT / "docs"
+WEB_JS = PROJECT / "web" / "js"
 
 
-def outputs(docs: Path = DOCS) -> dict[Path, str]:
+def outputs(docs: Path = DOCS, web_js: Path | None = None) -> dict[Path, str]:
     """Each generated file and the text it should hold."""
-    return {docs / "protocol.md": markdown_doc(), docs / "protocol.schema.json": schema_text()}
+    web_js = web_js or (WEB_JS if docs == DOCS else docs)
+    return {docs / "protocol.md": markdown_doc(), docs / "protocol.schema.json": schema_text(),
+            web_js / "protocol.js": js_constants()}
 
 
 def main(argv: list[str] | None = None, docs: Path = DOCS) -> int:

@@ -17,7 +17,7 @@ import math
 from typing import Any, Union
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic_core import PydanticSerializationError
+from pydantic_core import PydanticSerializationError, to_json
 
 from session.events import Event
 
@@ -249,34 +249,26 @@ def event_message(event: Event) -> EventMessage:
 def event_json(event: Event) -> str:
     """The event's wire JSON, serialised once for every subscriber and the journal.
 
-    The hot path of the fan-out: the standard library's C encoder writes the
-    envelope directly (same fields, same order as :class:`EventMessage`);
-    anything it cannot write exactly (NaN, odd keys, text that is not valid
-    UTF-8, extreme nesting) goes through the model and ``to_jsonable`` instead.
+    The hot path of the fan-out: ``pydantic_core.to_json`` writes the
+    envelope directly (same fields, same order as :class:`EventMessage`, NaN
+    and infinities as null like :func:`to_jsonable`; ``scripts/bench_codec.py``
+    measures it against the standard library's encoder); anything it cannot
+    write (text that is not valid UTF-8, odd objects) goes through the model
+    and ``to_jsonable`` instead.
     """
     payload = {"v": 1, "type": "event", "seq": event.seq, "event": event.type, "time": float(event.time),
                "data": {f.name: getattr(event, f.name) for f in _payload_fields(type(event))}}
     try:
-        text = _FAST_ENCODER.encode(payload)
-        if not text.isascii():
-            text.encode("utf-8")  # lone surrogates cannot go on the wire
-        return text
-    except (ValueError, TypeError, RecursionError, _Unsupported):
+        return to_json(payload, inf_nan_mode="null", fallback=_fallback).decode("utf-8")
+    except (PydanticSerializationError, ValueError, RecursionError):
         return dumps(event_message(event))
 
 
-class _Unsupported(Exception):
-    """A value the fast encoder leaves to ``to_jsonable``."""
-
-
-def _fast_default(value: Any) -> Any:
-    if type(value).__module__ == "numpy" or isinstance(value, (enum.Enum, datetime.date, datetime.time)):
-        return to_jsonable(value)
-    raise _Unsupported(type(value).__name__)
-
-
-_FAST_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                                 default=_fast_default)
+def _fallback(value: Any) -> Any:
+    converted = to_jsonable(value)
+    if converted is value:  # to_jsonable keeps str subclasses etc. as they are: say it as text
+        return str(value)
+    return converted
 
 
 _FIELDS_CACHE: dict[type, tuple[dataclasses.Field, ...]] = {}

@@ -129,10 +129,11 @@ def test_a_reconnecting_client_catches_up_from_memory_and_journal_then_goes_live
         assert gap is None and cursor == 43 < hub.last_seq and [json.loads(t)["seq"] for t in texts] == [39, 40, 41, 42, 43]
         assert hub.replay_since(0, {"status"}, limit=100) == ([], None, hub.last_seq), "topic filter"
         # a page is bounded in bytes too: the next page starts where this one stopped
-        three = sum(len(t) for t in texts[:3])
-        texts, _, cursor = hub.replay_since(38, {"annotations"}, limit=100, max_bytes=three)
+        everything, _, _ = hub.replay_since(38, {"annotations"}, limit=100)
+        size = {json.loads(t)["seq"]: len(t) for t in everything}
+        texts, _, cursor = hub.replay_since(38, {"annotations"}, limit=100, max_bytes=size[39] + size[40] + size[41])
         assert [json.loads(t)["seq"] for t in texts] == [39, 40, 41] and cursor == 41
-        texts, _, cursor = hub.replay_since(cursor, {"annotations"}, limit=100, max_bytes=three)
+        texts, _, cursor = hub.replay_since(cursor, {"annotations"}, limit=100, max_bytes=size[42] + size[43] + size[44])
         assert [json.loads(t)["seq"] for t in texts] == [42, 43, 44] and cursor == 44
     finally:
         loop.close()

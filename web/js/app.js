@@ -5,6 +5,7 @@
 
 import { Connection, RequestError } from "./connection.js";
 import { LivePlot, formatNumber } from "./plot.js";
+import { CLOSE } from "./protocol.js";
 
 const TOKEN_KEY = "liaison.token";
 const ROLE_KEY = "liaison.role";
@@ -231,13 +232,17 @@ function connect({ probe = false } = {}) {
       onState: onConnState,
       onWelcome,
       onEvent,
+      onAlert: (alert) => {
+        // e.g. the server's disk is full: nothing more is recorded until it is fixed
+        toast(alert.code === "storage_restored" ? "info" : "error", alert.message, { timeout: 0 });
+      },
       onGap: (gap) => {
         const text = `Missed events ${gap.from_seq}–${gap.to_seq} (${gap.reason || "no longer buffered"}); the data shown may be incomplete.`;
         toast("warning", text, { timeout: 10000 });
         logEvent(null, text, "warn");
       },
       onGoodbye: (bye) => {
-        if (bye.code === 4001) return;
+        if (bye.code === CLOSE.AUTH_FAILED) return;
         toast("warning", `The server closed the connection: ${bye.reason || bye.code}. Reconnecting…`, { timeout: 8000 });
       },
       onAuthFailed: (err) => {

@@ -6,7 +6,9 @@
 // dropped by seq. If the server itself restarted (a new session_id in its
 // hello) the old numbers mean nothing, so it starts afresh (since = null).
 
-const AUTH_FAILED = 4001;
+import { CLOSE, MESSAGE, PROTOCOL_VERSION } from "./protocol.js";
+
+const AUTH_FAILED = CLOSE.AUTH_FAILED;
 const HELLO_TIMEOUT_MS = 10000;
 const REQUEST_TIMEOUT_MS = 30000;
 const HEARTBEAT_MS = 15000;
@@ -99,7 +101,7 @@ export class Connection {
       return Promise.reject(new RequestError("connection_lost", "not connected to the server"));
     }
     const id = this.nextId++;
-    const message = { v: 1, type: "request", id, cmd, args };
+    const message = { v: PROTOCOL_VERSION, type: MESSAGE.REQUEST, id, cmd, args };
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
@@ -168,7 +170,7 @@ export class Connection {
 
   _onMessage(msg) {
     if (this.phase === "hello") {
-      if (msg.type !== "hello") return;
+      if (msg.type !== MESSAGE.HELLO) return;
       this.hello = msg;
       if (this.probe && msg.auth !== "none") {
         this.stop("the server needs a token");
@@ -185,13 +187,13 @@ export class Connection {
       this.phase = "auth";
       const token = this.token();
       this.ws.send(JSON.stringify({
-        v: 1, type: "auth", token: token ? token : null, role: this.role(),
+        v: PROTOCOL_VERSION, type: MESSAGE.AUTH, token: token ? token : null, role: this.role(),
         since: this.lastSeq, client: this.client,
       }));
       return;
     }
     if (this.phase === "auth") {
-      if (msg.type === "welcome") {
+      if (msg.type === MESSAGE.WELCOME) {
         clearTimeout(this.timers.hello);
         this.phase = "open";
         this.welcome = msg;
@@ -206,18 +208,18 @@ export class Connection {
         this._heartbeat();
         return;
       }
-      if (msg.type === "reply" && msg.ok === false) {
+      if (msg.type === MESSAGE.REPLY && msg.ok === false) {
         const err = msg.error || {};
         this.authFailed = true;
         this._authError = new RequestError(err.code || "unauthorized", err.message || "authentication failed", err.details);
         return;
       }
-      if (msg.type === "goodbye") this._goodbye = msg;
+      if (msg.type === MESSAGE.GOODBYE) this._goodbye = msg;
       return;
     }
     // phase open
     switch (msg.type) {
-      case "event": {
+      case MESSAGE.EVENT: {
         if (typeof msg.seq === "number") {
           if (this.lastSeq !== null && msg.seq <= this.lastSeq) return; // replay overlap
           this.lastSeq = msg.seq;
@@ -225,7 +227,7 @@ export class Connection {
         if (this.h.onEvent) this.h.onEvent(msg);
         return;
       }
-      case "reply": {
+      case MESSAGE.REPLY: {
         const entry = this.pending.get(msg.id);
         if (entry) {
           this.pending.delete(msg.id);
@@ -241,10 +243,13 @@ export class Connection {
         }
         return;
       }
-      case "gap":
+      case MESSAGE.GAP:
         if (this.h.onGap) this.h.onGap(msg);
         return;
-      case "goodbye":
+      case MESSAGE.ALERT:
+        if (this.h.onAlert) this.h.onAlert(msg);
+        return;
+      case MESSAGE.GOODBYE:
         this._goodbye = msg;
         if (this.h.onGoodbye) this.h.onGoodbye(msg);
         return;
