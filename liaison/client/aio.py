@@ -82,12 +82,15 @@ class AsyncClient:
     ``role`` is ``controller`` or ``observer``; ``since`` replays events after
     that ``seq`` first; ``timeout`` bounds connecting and each reply;
     ``reconnect_for`` bounds how long a dropped connection is retried.
+    ``connector`` replaces websockets' ``connect`` (tests: an in-memory transport).
     """
 
     def __init__(self, url: str = "ws://127.0.0.1:8765/", token: str | None = None, *,
                  role: str = "controller", name: str | None = None, reconnect: bool = True,
-                 since: int | None = None, timeout: float = 30.0, reconnect_for: float = 120.0) -> None:
+                 since: int | None = None, timeout: float = 30.0, reconnect_for: float = 120.0,
+                 connector=None) -> None:
         self.url = url
+        self._connector = connector or connect
         self.core = ClientCore(token, role=role, name=name or "liaison-python", last_seq=since)
         self.reconnect = reconnect
         self.timeout = timeout
@@ -141,7 +144,7 @@ class AsyncClient:
     async def _open(self) -> None:
         core = self.core
         try:
-            ws = await connect(self.url, max_size=None, open_timeout=self.timeout, compression=None,
+            ws = await self._connector(self.url, max_size=None, open_timeout=self.timeout, compression=None,
                                ping_interval=20)
         except InvalidStatus as exc:
             status = exc.response.status_code

@@ -1,0 +1,120 @@
+"""The code's shape: no import cycles, and the engine knows nothing of the server or the wire."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[2]
+PACKAGES = ("liaison", "session")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PROJECT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports(path: Path, top_level_only: bool) -> set[str]:
+    """Modules of ours that ``path`` imports (at import time only, when ``top_level_only``)."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = []
+    if top_level_only:  # module body, including `if TYPE_CHECKING:` and try/except blocks at that level
+        stack = list(tree.body)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                nodes.append(node)
+            elif isinstance(node, (ast.If, ast.Try)):
+                stack.extend(node.body + node.orelse + getattr(node, "finalbody", [])
+                             + [n for h in getattr(node, "handlers", []) for n in h.body])
+    else:
+        nodes = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        else:
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        found.update(t for t in targets if t.split(".")[0] in PACKAGES)
+    return found
+
+
+def graph(top_level_only: bool = True) -> dict[str, set[str]]:
+    modules = {module_name(p): p for pkg in PACKAGES for p in (PROJECT / pkg).rglob("*.py")}
+    edges = {}
+    for name, path in modules.items():
+        edges[name] = {t for t in imports(path, top_level_only) if t in modules and t != name}
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[list[str]] = []
+    counter = 0
+    for start in edges:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(edges[start])))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    # A package importing its own submodules is not a cycle of the code's parts: leave __init__ out.
+    edges = graph()
+    packages = {name for name in edges if (PROJECT / name.replace(".", "/") / "__init__.py").exists()}
+    inner = {name: {t for t in targets if t not in packages} for name, targets in edges.items()}
+    assert cycles(inner) == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_engine_never_imports_the_server_the_wire_or_the_store():
+    for name, targets in graph(top_level_only=False).items():
+        if name.split(".")[0] == "session":
+            assert not {t for t in targets if t.split(".")[0] == "liaison"}, f"{name} imports liaison"
