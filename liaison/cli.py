@@ -95,6 +95,8 @@ def serve(
     frame_rate: Optional[float] = typer.Option(None, help="Report this frame rate instead of measuring."),
     param: List[str] = typer.Option([], help="Session param overriding expInfo, key=value (repeatable)."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    recovery_wait: float = typer.Option(30.0, help="Seconds to let a crashed server's worker finish saving "
+                                        "its run before recovering it."),
     plugin: List[str] = typer.Option([], help="Enable a plugin, NAME or NAME:key=value,... (repeatable), "
                                               "e.g. lsl or lsl:name=EEG-rig,data=true. See docs/plugins.md."),
 ) -> None:
@@ -119,7 +121,7 @@ def serve(
                               no_auth=no_auth, allowed_origins=list(allow_origin), allowed_hosts=list(allow_host),
                               data_dir=data_dir or root / "data",
                               headless=headless, window=window, params=parse_pairs(param, "--param"),
-                              plugins=list(plugin))
+                              plugins=list(plugin), recovery_wait=recovery_wait)
     except ValueError as exc:
         fail(str(exc))
     from liaison.store.datalock import DataDirBusy

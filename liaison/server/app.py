@@ -27,7 +27,7 @@ import threading
 
 from websockets.asyncio.server import serve
 
-from session.display import ensure_display
+from session.display import ensure_display, xvfb_pid
 from session.events import Publisher
 from session.worker import WorkerConfig
 
@@ -35,7 +35,7 @@ from .. import __version__
 from ..plugins.base import SessionInfo
 from ..plugins.host import ServerPlugins
 from ..protocol import CloseCode, Hello, dumps
-from ..store.datalock import DataDirLock
+from ..store.datalock import DataDirLock, end_leftovers
 from ..store.journal import Journal
 from ..store.recovery import recover
 from ..store.runs import RunHistory
@@ -115,15 +115,19 @@ class LiaisonServer:
             None, lambda: recover(self.journal, self.publisher.publish, wait=config.recovery_wait))
         for run in self.recovery.runs:
             log.warning("recovered interrupted run %s: %d rows rebuilt into %s", run["run_id"], run["rows"], run["csv"])
+        for leftover in end_leftovers(self.lock.previous):  # after recovery let orphans finish saving
+            log.warning("ended the %s a previous server left running", leftover)
         params = {**self.journal.get_state("params", {}), **config.params}
         # The server owns the virtual display: workers inherit it, so a killed worker leaves none behind.
         await loop.run_in_executor(None, ensure_display, config.headless)
+        self.lock.note(xvfb_pid=xvfb_pid())
         self.link = SessionLink(
             WorkerConfig(root=str(config.root), data_dir=str(config.data_dir), window=config.window, params=params,
                          headless=None,  # the display is ours, set up above; the worker inherits it
                          plugins=self.plugins.engine_specs()),
             self.journal, self.publisher, loop)
         self.hub.listeners.append(self.link.on_event)
+        self.link.on_worker_start.append(lambda host: self.lock.note(worker_pid=host.process.pid))
         self.hub.on_storage_failure.append(self._storage_failed)
         self.commands = CommandLog(self.journal, loop)
         self.dispatcher = Dispatcher(self.link, self.hub, self.runs, self.clients,

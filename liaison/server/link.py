@@ -89,6 +89,7 @@ class SessionLink:
         self.loop = loop
         self.host = WorkerHost(config, publisher=publisher, on_exit=self._exited, on_start=self._restore,
                                loop=loop, supervise=True)
+        self.on_worker_start: list = []  # callables(host), after every (re)start
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self, timeout: float = 180) -> dict[str, Any]:
@@ -108,6 +109,8 @@ class SessionLink:
 
     def _restore(self, host: WorkerHost) -> None:
         """Give every fresh worker the experiments clients added to the ones before it."""
+        for callback in self.on_worker_start:
+            callback(host)
         for entry in self.journal.get_state("added_experiments", []):
             try:
                 host.request("add_experiment", timeout=120, path=entry["path"], key=entry["key"])

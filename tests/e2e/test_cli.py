@@ -228,3 +228,42 @@ def test_without_a_display_the_server_owns_one_xvfb_and_an_abort_leaks_none(tmp_
     finally:
         stop_serve(process)
     assert all(not Path(f"/proc/{pid}").exists() for pid in displays), "and it goes with the server"
+
+
+def test_the_next_server_ends_what_a_killed_one_left_running(tmp_path):
+    """After a ``kill -9`` of the server its Xvfb and a worker stuck in a run lived on, forever."""
+    root = make_root(tmp_path, examples=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "LIAISON_TOKEN")}
+    token = "leftover-token-1234567890"
+    first, printed = start_serve(root, tmp_path / "data", "--token", token, env=env)
+    try:
+        (display,) = xvfb_children(first.pid)
+        with Client(printed["WebSocket"], token, reconnect=False) as client:
+            run = client.run("hangs_demo", {"participant": "left"})  # ignores stop: its worker never exits
+            for event in client.events(timeout=30):
+                if event.event == "data_rows" and event.run_id == run.run_id:
+                    break
+        lock = json.loads((tmp_path / "data" / "liaison.lock").read_text())
+        assert lock["xvfb_pid"] == display and lock["worker_pid"]
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        assert Path(f"/proc/{display}").exists() and Path(f"/proc/{lock['worker_pid']}").exists(), "orphans"
+    finally:
+        if first.poll() is None:
+            first.kill()
+    second, _ = start_serve(root, tmp_path / "data", "--token", token, "--recovery-wait", "1", env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while (_alive(display) or _alive(lock["worker_pid"])) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(display), "the dead server's Xvfb was ended"
+        assert not _alive(lock["worker_pid"]), "and its stuck worker"
+    finally:
+        stop_serve(second)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
