@@ -24,9 +24,10 @@ from typing import Any, AsyncIterator
 
 import websockets
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from .errors import ConnectionLost, LiaisonError, Unauthorized, error_from_body
+from .tls import client_context, explain_connect_error
 
 log = logging.getLogger("liaison.client")
 END_EVENTS = ("run_finished", "run_failed")
@@ -80,8 +81,10 @@ class AsyncRun:
 class AsyncClient:
     def __init__(self, url: str = "ws://127.0.0.1:8765/", token: str | None = None, *,
                  role: str = "controller", name: str | None = None, reconnect: bool = True,
-                 since: int | None = None, timeout: float = 30.0, reconnect_for: float = 120.0) -> None:
+                 since: int | None = None, timeout: float = 30.0, reconnect_for: float = 120.0,
+                 fingerprint: str | None = None, ca_file: str | None = None) -> None:
         self.url = url
+        self.ssl = client_context(url, fingerprint, ca_file)  # wss://: pinned, CA file or system trust
         self.token = token
         self.role = role
         self.name = name or "liaison-python"
@@ -123,15 +126,15 @@ class AsyncClient:
     async def _open(self) -> None:
         try:
             ws = await connect(self.url, max_size=None, open_timeout=self.timeout,
-                               compression=None, ping_interval=20)
+                               compression=None, ping_interval=20, ssl=self.ssl)
         except InvalidStatus as exc:
             status = exc.response.status_code
             body = exc.response.body.decode(errors="replace").strip()
             if status == 403:
                 raise LiaisonError(f"server refused the connection: {body}", code="forbidden") from exc
             raise LiaisonError(f"server answered HTTP {status}: {body}", code="connection_lost") from exc
-        except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
-            raise ConnectionLost(f"cannot connect to {self.url}: {exc}") from exc
+        except (OSError, asyncio.TimeoutError, TimeoutError, InvalidHandshake) as exc:
+            raise ConnectionLost(explain_connect_error(self.url, exc)) from exc
         self.hello = json.loads(await asyncio.wait_for(ws.recv(), self.timeout))
         auth = {"v": 1, "type": "auth", "token": self.token, "role": self.role, "client": self.name,
                 "since": self.last_seq}

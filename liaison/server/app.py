@@ -18,7 +18,6 @@ import secrets
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.server import serve
@@ -30,6 +29,7 @@ from session.recovery import rebuild_run, recover
 from session.worker import WorkerConfig, WorkerHost
 
 from .. import __version__
+from ..resources import web_dir
 from ..protocol import OBSERVER_COMMANDS, CloseCode
 from .config import ServerConfig
 from .connection import ClientConnection
@@ -37,19 +37,26 @@ from .dispatch import Dispatcher, worker_reply
 from .http import HttpFront
 from .hub import Hub
 from .runs import RunHistory
+from .tls import plan_tls
 
 log = logging.getLogger("liaison.server")
 READS_FLUSH = 0.05  # seconds: how long read-only commands wait to be journalled together
-DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web"
 
 
 class LiaisonServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         if config.web_dir is None:
-            config.web_dir = DEFAULT_WEB_DIR
+            config.web_dir = web_dir()
         self.version = __version__
         self.lock = DataDirLock(config.data_dir).acquire()  # DataDirBusy if another server has it
+        try:  # the generated certificate lives in the data folder, so only under its lock
+            self.tls = plan_tls(config.host, config.data_dir, tls=config.tls, cert=config.tls_cert,
+                                key=config.tls_key, accept_plaintext=config.accept_plaintext)
+            self.ssl_context = self.tls.context()
+        except BaseException:
+            self.lock.release()
+            raise
         self.journal = Journal.in_dir(config.data_dir, durable=config.durable, background_checkpoints=True)
         self.session_id = self.journal.get_state("session_id")
         if self.session_id is None:  # one id per data folder, so clients' `since` survives restarts
@@ -223,11 +230,12 @@ class LiaisonServer:
             ping_interval=config.ping_interval, ping_timeout=config.ping_interval,
             compression=None,
             server_header=f"liaison/{self.version}",
+            ssl=self.ssl_context,
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
             self.ready.set()
-            log.info("serving %s on ws://%s:%s/ (auth: %s)", config.root, config.host, self.port,
-                     config.auth_method)
+            log.info("serving %s on %s://%s:%s/ (auth: %s)", config.root, "wss" if self.tls.enabled else "ws",
+                     config.host, self.port, config.auth_method)
             await self._stop.wait()
             await self._shutdown()
 
@@ -275,7 +283,7 @@ class ServerThread:
     def url(self) -> str:
         host = self.server.config.host
         host = f"[{host}]" if ":" in host else host
-        return f"ws://{host}:{self.server.port}/"
+        return f"{'wss' if self.server.tls.enabled else 'ws'}://{host}:{self.server.port}/"
 
 
 def wait_port(server: LiaisonServer, timeout: float = 60) -> int:
