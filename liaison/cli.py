@@ -356,6 +356,35 @@ def send(
 
 
 @app.command()
+def push(
+    url: str = typer.Argument(..., help="Server URL, e.g. wss://stimulus-pc:8765/"),
+    folder: Path = typer.Argument(..., help="The experiment's folder (.psyexp or .py, conditions, images...)."),
+    name: Optional[str] = typer.Option(None, help="Folder name under the server's root [default: FOLDER's name]."),
+    replace: bool = typer.Option(False, help="Replace that folder if it exists (the old one is kept aside)."),
+    token: Optional[str] = typer.Option(None, envvar="LIAISON_TOKEN", help=TOKEN_HELP),
+    fingerprint: Optional[str] = typer.Option(None, envvar="LIAISON_FINGERPRINT", help=FINGERPRINT_HELP,
+                                              callback=lambda v: checked_fingerprint(v)),
+    ca_file: Optional[str] = typer.Option(None, envvar="LIAISON_CA_FILE", help=CA_FILE_HELP),
+) -> None:
+    """Deploy an experiment folder to a server: it is unpacked into ROOT/NAME/ and can be run at once."""
+    from .client import LiaisonError
+    from .client.push import push as push_folder
+
+    try:
+        result = push_folder(url, folder, token, name=name, replace=replace, fingerprint=fingerprint,
+                             ca_file=ca_file)
+    except ValueError as exc:
+        fail(str(exc))
+    except LiaisonError as exc:
+        client_error(exc)
+    keys = ", ".join(e["key"] for e in result.get("added", [])) or "none new"
+    typer.echo(f"pushed {folder} as {result['folder']}/ ({result['files']} files, {result['bytes']} bytes); "
+               f"experiments: {keys}")
+    if result.get("replaced"):
+        typer.echo(f"  the folder it replaced is kept in {result['replaced']}")
+
+
+@app.command()
 def schema() -> None:
     """Print the protocol's JSON Schema."""
     from .protocol.schema import json_schema

@@ -38,6 +38,7 @@ from .http import HttpFront
 from .hub import Hub
 from .runs import RunHistory
 from .tls import plan_tls
+from .upload import DEPLOY_PATH, serve_deploy
 
 log = logging.getLogger("liaison.server")
 READS_FLUSH = 0.05  # seconds: how long read-only commands wait to be journalled together
@@ -172,6 +173,8 @@ class LiaisonServer:
 
     # --- serving ----------------------------------------------------------------------------
     async def _handler(self, ws) -> None:
+        if ws.request.path.split("?", 1)[0] == DEPLOY_PATH:  # experiment uploads have their own socket
+            return await serve_deploy(self, ws)
         conn = ClientConnection(self, ws)
         self.connections.add(conn)
         try:

@@ -30,6 +30,7 @@ RESTART_WAIT = 120.0  # how long a command waits for a worker that is being rest
 # Commands that map one-to-one onto a worker method: cmd -> (method, args rename).
 WORKER_COMMANDS: dict[str, str] = {
     "list_experiments": "list_experiments",
+    "rescan": "rescan",
     "pause": "pause",
     "resume": "resume",
     "stop": "stop",
