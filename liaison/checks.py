@@ -11,8 +11,11 @@ import importlib.metadata
 import importlib.util
 from pathlib import Path
 
-from . import DISTRIBUTION
 from .resources import missing_dashboard_files
+
+# Not imported from the package's __init__: when another package overwrote that file, these checks must
+# still run and say so.
+DISTRIBUTION = "liaison-session"
 
 # Import name -> distribution, for the dependencies the server cannot start without.
 REQUIRED_MODULES = {

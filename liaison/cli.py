@@ -122,6 +122,10 @@ def serving_root(root: Path | None, examples: bool) -> Path:
 def print_addresses(config, server, token_given: bool) -> None:
     """The URLs to open, with the certificate's fingerprint when TLS is on."""
     host = config.host
+    if host in ("0.0.0.0", "::", ""):  # every interface: the name other machines use (the certificate has it)
+        import socket
+
+        host = socket.gethostname()
     shown = f"[{host}]" if ":" in host else host
     secure = server.tls.enabled
     fragment = "" if config.no_auth else f"#token={config.token}"
@@ -159,6 +163,8 @@ def serve(
     tls_key: Optional[Path] = typer.Option(None, help="PEM private key of --tls-cert."),
     accept_plaintext_risk: bool = typer.Option(False, "--accept-plaintext-risk",
                                                help="Allow --no-tls off loopback (token and data in clear text)."),
+    max_upload_mb: int = typer.Option(200, min=1, help="Largest experiment archive `liaison push` may send, "
+                                                       "in MiB (5x that once unpacked)."),
     headless: Optional[bool] = typer.Option(None, "--headless/--no-headless",
                                             help="Start a virtual display (Xvfb) [default: only if none]."),
     window_size: Optional[str] = typer.Option(None, help="Window size, e.g. 1920x1080 [default: 800x600]."),
@@ -195,7 +201,8 @@ def serve(
         config = ServerConfig(root=root, host=host, port=port, token=token, no_auth=no_auth,
                               allowed_origins=list(allow_origin), data_dir=data_dir or default_data_dir(root),
                               headless=headless, window=window, params=parse_pairs(param, "--param"),
-                              tls=tls, tls_cert=tls_cert, tls_key=tls_key, accept_plaintext=accept_plaintext_risk)
+                              tls=tls, tls_cert=tls_cert, tls_key=tls_key, accept_plaintext=accept_plaintext_risk,
+                              max_upload_bytes=max_upload_mb << 20)
     except ValueError as exc:
         fail(str(exc))
     if is_inside_installation(config.data_dir):

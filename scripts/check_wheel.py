@@ -195,7 +195,8 @@ def serve_and_run(venv: Path, user: Path, version: str) -> dict:
             name, _, value = line.strip().partition(":")
             banner[name] = value.split()[0] if value.split() else ""
         assert "Dashboard" in banner, "liaison serve did not start:\n" + "".join(output[-40:])
-        assert "site-packages" in banner.get("Liaison is serving", "") or "examples" in "".join(output), output
+        serving = next(line for line in output if line.startswith("Liaison is serving ")).split(" ", 3)[3].strip()
+        assert Path(serving) == site / "liaison" / "examples", f"served {serving}, not the installed examples"
         base = banner["Dashboard"].split("#", 1)[0]
         fetched = check_dashboard(base)
         step(f"dashboard: {len(fetched)} files answered 200 ({', '.join(u[len(base):] or '/' for u in fetched)})")

@@ -100,7 +100,7 @@ async def _serve(server: "LiaisonServer", ws) -> None:
         raise DeployError("invalid_args", "size must be the archive's length in bytes (a positive integer)")
     if size > config.max_upload_bytes:
         raise DeployError("too_large", f"the archive has {size} bytes; this server takes at most "
-                                       f"{config.max_upload_bytes} (serve with a larger max_upload_bytes)")
+                                       f"{config.max_upload_bytes} (serve with a larger --max-upload-mb)")
     check_root(config.root, config.data_dir)
     check_target(config.root, name, replace=replace, in_use=await folder_in_use(server, name))  # before the bytes
     server.journal_command(actor, "push", {"name": name, "size": size, "replace": replace})
