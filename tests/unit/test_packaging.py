@@ -121,3 +121,23 @@ def test_liaison_py_shadowing_is_explained_by_serve(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "liaison-py" in done.stderr and "pip uninstall -y liaison-py" in done.stderr
     assert not (tmp_path / "liaison-data").exists()  # refused before anything was made
+
+
+def test_a_missing_dependency_is_named_with_the_fix(monkeypatch):
+    from liaison import checks
+
+    assert checks.dependency_problems() == []  # this environment has them all
+    monkeypatch.setitem(checks.REQUIRED_MODULES, "liaison_no_such_module", "liaison-no-such-dist")
+    [problem] = checks.dependency_problems()
+    assert "liaison-no-such-dist is not installed" in problem and "pip install liaison-no-such-dist" in problem
+
+
+def test_python_dash_m_liaison_prints_the_metadata_version():
+    import os
+    from importlib.metadata import version
+
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    done = subprocess.run([sys.executable, "-m", "liaison", "--version"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"liaison {version('liaison-session')}"
