@@ -32,11 +32,12 @@ def tls_server(tmp_path_factory):
     base = tmp_path_factory.mktemp("tls")
     root, data = make_root(base, fixtures=False), base / "data"
     process, banner = start_serve(root, data, "--tls", "--token", TOKEN)
+    state = {"process": process, "banner": banner, "root": root, "data": data,
+             "url": banner["WebSocket"], "home": banner["Dashboard"].split("#")[0]}
     try:
-        yield {"process": process, "banner": banner, "root": root, "data": data,
-               "url": banner["WebSocket"], "home": banner["Dashboard"].split("#")[0]}
+        yield state
     finally:
-        stop_serve(process)
+        stop_serve(state["process"])  # the restart test replaces it
 
 
 def test_serve_prints_wss_https_and_the_certificate_fingerprint(tls_server):
