@@ -6,4 +6,11 @@
 - :mod:`liaison.cli`: the ``liaison`` command.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+DISTRIBUTION = "liaison-session"
+
+try:  # the version lives in one place: pyproject.toml, read back from the installed metadata
+    __version__ = version(DISTRIBUTION)
+except PackageNotFoundError:  # run from a checkout that was never installed
+    __version__ = "0+unknown"

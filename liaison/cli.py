@@ -21,7 +21,21 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 TOKEN_HELP = "Access token (or set LIAISON_TOKEN)."
+FINGERPRINT_HELP = "wss://: the server certificate's SHA-256 fingerprint that `serve` printed (pins it)."
+CA_FILE_HELP = "wss://: trust the certificates signed by this PEM file (e.g. the server's cert.pem)."
 EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED = 1, 2, 3
+
+
+def checked_fingerprint(text: str | None) -> str | None:
+    """``--fingerprint`` normalised, or a usage error that says what a fingerprint looks like."""
+    if not text:
+        return None
+    from .client.tls import normalise_fingerprint
+
+    try:
+        return normalise_fingerprint(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
@@ -73,9 +87,71 @@ def client_error(exc: Exception) -> None:
     raise exc
 
 
+def version_callback(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"liaison {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Control PsychoPy experiments on a stimulus PC from another machine."""
+
+
+def serving_root(root: Path | None, examples: bool) -> Path:
+    """ROOT as given, or the bundled examples (``--examples``, or no ROOT at all)."""
+    from .resources import examples_dir
+
+    if root is not None and examples:
+        fail("give a ROOT folder or --examples, not both")
+    if root is None:
+        bundled = examples_dir()
+        if bundled is None:
+            fail("this installation has no bundled examples; give a ROOT folder with your experiments")
+        return bundled
+    if not root.is_dir():
+        fail(f"{root} is not a folder")
+    return root
+
+
+def print_addresses(config, server, token_given: bool) -> None:
+    """The URLs to open, with the certificate's fingerprint when TLS is on."""
+    host = config.host
+    if host in ("0.0.0.0", "::", ""):  # every interface: the name other machines use (the certificate has it)
+        import socket
+
+        host = socket.gethostname()
+    shown = f"[{host}]" if ":" in host else host
+    secure = server.tls.enabled
+    fragment = "" if config.no_auth else f"#token={config.token}"
+    typer.echo(f"Liaison is serving {config.root}")
+    typer.echo(f"  WebSocket: {'wss' if secure else 'ws'}://{shown}:{server.port}/")
+    typer.echo(f"  Dashboard: {'https' if secure else 'http'}://{shown}:{server.port}/{fragment}")
+    if secure:
+        typer.echo(f"  TLS:       {server.tls.fingerprint}")
+        if server.tls.generated:
+            typer.echo(f"             (self-signed, {server.tls.cert}; clients pin it with --fingerprint)")
+    elif not server.tls.reason == "loopback":
+        typer.secho("  WARNING:   plain text off loopback: anyone on the network can read the token and take "
+                    "control", fg=typer.colors.RED)
+    if not config.no_auth and not token_given:
+        typer.echo(f"  Token:     {config.token}   (generated; pass --token or LIAISON_TOKEN to fix it)")
+    if config.observer_token:
+        typer.echo(f"  Observers: {'https' if secure else 'http'}://{shown}:{server.port}/"
+                   f"#token={config.observer_token}&role=observer")
+    typer.echo(f"  Data:      {config.data_dir}")
+
+
 @app.command()
 def serve(
-    root: Path = typer.Argument(..., help="Folder with the experiments (.psyexp and Builder-style .py)."),
+    root: Optional[Path] = typer.Argument(None, help="Folder with the experiments (.psyexp and Builder-style .py) "
+                                                     "[default: the bundled examples]."),
+    examples: bool = typer.Option(False, "--examples", help="Serve the example experiments bundled with Liaison."),
     host: str = typer.Option("127.0.0.1", help="Address to bind; other machines need 0.0.0.0 and a token."),
     port: int = typer.Option(8765, help="TCP port for WebSocket and the dashboard (0 picks a free one)."),
     token: Optional[str] = typer.Option(None, envvar="LIAISON_TOKEN", help=TOKEN_HELP + " Generated if absent."),
@@ -86,7 +162,17 @@ def serve(
     allow_origin: List[str] = typer.Option([], help="Extra browser Origin allowed to connect (repeatable)."),
     allow_host: List[str] = typer.Option([], help="Extra Host name the server answers to, e.g. a DNS name "
                                          "of this PC (repeatable; '*' turns the check off)."),
-    data_dir: Optional[Path] = typer.Option(None, help="Where runs are saved [default: ROOT/data]."),
+    data_dir: Optional[Path] = typer.Option(None, help="Where runs are saved [default: ROOT/data; for the bundled "
+                                                       "examples ./liaison-data]."),
+    tls: Optional[bool] = typer.Option(None, "--tls/--no-tls",
+                                       help="Encrypt (wss://, https://) [default: on unless on loopback]."),
+    tls_cert: Optional[Path] = typer.Option(None, help="PEM certificate [default: self-signed, made once per "
+                                                       "data folder]."),
+    tls_key: Optional[Path] = typer.Option(None, help="PEM private key of --tls-cert."),
+    accept_plaintext_risk: bool = typer.Option(False, "--accept-plaintext-risk",
+                                               help="Allow --no-tls off loopback (token and data in clear text)."),
+    max_upload_mb: int = typer.Option(200, min=1, help="Largest experiment archive `liaison push` may send, "
+                                                       "in MiB (5x that once unpacked)."),
     headless: Optional[bool] = typer.Option(None, "--headless/--no-headless",
                                             help="Start a virtual display (Xvfb) [default: only if none]."),
     window_size: Optional[str] = typer.Option(None, help="Window size, e.g. 1920x1080 [default: 800x600]."),
@@ -100,12 +186,22 @@ def serve(
     plugin: List[str] = typer.Option([], help="Enable a plugin, NAME or NAME:key=value,... (repeatable), "
                                               "e.g. lsl or lsl:name=EEG-rig,data=true. See docs/plugins.md."),
 ) -> None:
-    """Serve the experiments under ROOT to controllers and observers."""
+    """Serve the experiments under ROOT (or the bundled examples) to controllers and observers."""
+    from .checks import startup_problems
+    from .resources import default_data_dir, is_inside_installation, web_dir
+
+    root = serving_root(root, examples)
+    problems = startup_problems(web_dir())
+    if problems:
+        fail("cannot serve:\n  - " + "\n  - ".join(problems))
     from .server.app import LiaisonServer
     from .server.config import ServerConfig
+    from .server.tls import TlsConfigError
 
-    if not root.is_dir():
-        fail(f"{root} is not a folder")
+    if is_inside_installation(root):
+        # Nothing may be written inside site-packages: not even the experiments' bytecode (workers inherit this).
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+        sys.dont_write_bytecode = True
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .server.logs import redact_tokens
@@ -119,11 +215,15 @@ def serve(
     try:
         config = ServerConfig(root=root, host=host, port=port, token=token, observer_token=observer_token,
                               no_auth=no_auth, allowed_origins=list(allow_origin), allowed_hosts=list(allow_host),
-                              data_dir=data_dir or root / "data",
+                              data_dir=data_dir or default_data_dir(root),
                               headless=headless, window=window, params=parse_pairs(param, "--param"),
-                              plugins=list(plugin), recovery_wait=recovery_wait)
+                              plugins=list(plugin), recovery_wait=recovery_wait,
+                              tls=tls, tls_cert=tls_cert, tls_key=tls_key, accept_plaintext=accept_plaintext_risk,
+                              max_upload_bytes=max_upload_mb << 20)
     except ValueError as exc:
         fail(str(exc))
+    if is_inside_installation(config.data_dir):
+        fail(f"the data folder {config.data_dir} is inside an installed package; pass --data-dir")
     from liaison.store.datalock import DataDirBusy
 
     from .plugins.host import PluginLoadError
@@ -132,7 +232,7 @@ def serve(
         server = LiaisonServer(config)
     except DataDirBusy as exc:
         fail(f"{exc}; use another --data-dir or stop that server")
-    except PluginLoadError as exc:
+    except (PluginLoadError, TlsConfigError) as exc:
         fail(str(exc))
 
     async def main() -> None:
@@ -140,15 +240,7 @@ def serve(
         while not server.ready.is_set() and not task.done():
             await asyncio.sleep(0.05)
         if server.port is not None:
-            shown = f"[{host}]" if ":" in host else host
-            fragment = "" if config.no_auth else f"#token={config.token}"
-            typer.echo(f"Liaison is serving {config.root}")
-            typer.echo(f"  WebSocket: ws://{shown}:{server.port}/")
-            typer.echo(f"  Dashboard: http://{shown}:{server.port}/{fragment}")
-            if not config.no_auth and not token:
-                typer.echo(f"  Token:     {config.token}   (generated; pass --token or LIAISON_TOKEN to fix it)")
-            if config.observer_token:
-                typer.echo(f"  Observers: http://{shown}:{server.port}/#token={config.observer_token}&role=observer")
+            print_addresses(config, server, token_given=bool(token))
             typer.echo("Press Ctrl+C to stop (a running experiment is stopped and its data saved).", err=False)
             sys.stdout.flush()
         await task
@@ -168,6 +260,9 @@ def run_command(
     exp_info: List[str] = typer.Option([], "--exp-info", "-i", help="expInfo entry key=value (repeatable)."),
     seed: Optional[int] = typer.Option(None, help="Random seed for the run."),
     token: Optional[str] = typer.Option(None, envvar="LIAISON_TOKEN", help=TOKEN_HELP),
+    fingerprint: Optional[str] = typer.Option(None, envvar="LIAISON_FINGERPRINT", help=FINGERPRINT_HELP,
+                                              callback=lambda v: checked_fingerprint(v)),
+    ca_file: Optional[str] = typer.Option(None, envvar="LIAISON_CA_FILE", help=CA_FILE_HELP),
     timeout: float = typer.Option(3600, help="Give up waiting after this many seconds."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the outcome."),
 ) -> None:
@@ -176,7 +271,7 @@ def run_command(
 
     values = parse_pairs(exp_info, "--exp-info")
     try:
-        with Client(url, token, name="liaison-cli") as client:
+        with Client(url, token, name="liaison-cli", fingerprint=fingerprint, ca_file=ca_file) as client:
             run = client.run(key, values, seed)
             typer.echo(f"run {run.run_id} of {key} started")
             rows = 0
@@ -213,6 +308,9 @@ def report_end(event) -> None:
 def watch(
     url: str = typer.Argument(..., help="Server URL, e.g. ws://127.0.0.1:8765/"),
     token: Optional[str] = typer.Option(None, envvar="LIAISON_TOKEN", help=TOKEN_HELP),
+    fingerprint: Optional[str] = typer.Option(None, envvar="LIAISON_FINGERPRINT", help=FINGERPRINT_HELP,
+                                              callback=lambda v: checked_fingerprint(v)),
+    ca_file: Optional[str] = typer.Option(None, envvar="LIAISON_CA_FILE", help=CA_FILE_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line, for machines."),
     since: Optional[int] = typer.Option(None, help="Replay events after this sequence number first."),
     count: Optional[int] = typer.Option(None, help="Exit after this many events."),
@@ -223,7 +321,7 @@ def watch(
 
     seen = 0
     try:
-        with Client(url, token, role="observer", since=since, name="liaison-watch") as client:
+        with Client(url, token, role="observer", since=since, name="liaison-watch", fingerprint=fingerprint, ca_file=ca_file) as client:
             if not as_json:
                 state = (client.welcome or {}).get("state", {})
                 typer.echo(f"connected: status {state.get('status')}, last seq {client.welcome.get('last_seq')}")
@@ -262,6 +360,9 @@ def send(
     cmd: str = typer.Argument(..., help="Command name, e.g. pause, state, set_exp_info."),
     args: str = typer.Argument("{}", help="Arguments as a JSON object."),
     token: Optional[str] = typer.Option(None, envvar="LIAISON_TOKEN", help=TOKEN_HELP),
+    fingerprint: Optional[str] = typer.Option(None, envvar="LIAISON_FINGERPRINT", help=FINGERPRINT_HELP,
+                                              callback=lambda v: checked_fingerprint(v)),
+    ca_file: Optional[str] = typer.Option(None, envvar="LIAISON_CA_FILE", help=CA_FILE_HELP),
     observer: bool = typer.Option(False, help="Connect as an observer."),
 ) -> None:
     """Send one command and print its result as JSON."""
@@ -274,10 +375,39 @@ def send(
     if not isinstance(parsed, dict):
         fail("arguments must be a JSON object, e.g. '{\"n\": 2}'")
     try:
-        with Client(url, token, role="observer" if observer else "controller", name="liaison-send") as client:
+        with Client(url, token, role="observer" if observer else "controller", name="liaison-send", fingerprint=fingerprint, ca_file=ca_file) as client:
             typer.echo(json.dumps(client.request(cmd, **parsed), indent=2, default=str))
     except LiaisonError as exc:
         client_error(exc)
+
+
+@app.command()
+def push(
+    url: str = typer.Argument(..., help="Server URL, e.g. wss://stimulus-pc:8765/"),
+    folder: Path = typer.Argument(..., help="The experiment's folder (.psyexp or .py, conditions, images...)."),
+    name: Optional[str] = typer.Option(None, help="Folder name under the server's root [default: FOLDER's name]."),
+    replace: bool = typer.Option(False, help="Replace that folder if it exists (the old one is kept aside)."),
+    token: Optional[str] = typer.Option(None, envvar="LIAISON_TOKEN", help=TOKEN_HELP),
+    fingerprint: Optional[str] = typer.Option(None, envvar="LIAISON_FINGERPRINT", help=FINGERPRINT_HELP,
+                                              callback=lambda v: checked_fingerprint(v)),
+    ca_file: Optional[str] = typer.Option(None, envvar="LIAISON_CA_FILE", help=CA_FILE_HELP),
+) -> None:
+    """Deploy an experiment folder to a server: it is unpacked into ROOT/NAME/ and can be run at once."""
+    from .client import LiaisonError
+    from .client.push import push as push_folder
+
+    try:
+        result = push_folder(url, folder, token, name=name, replace=replace, fingerprint=fingerprint,
+                             ca_file=ca_file)
+    except ValueError as exc:
+        fail(str(exc))
+    except LiaisonError as exc:
+        client_error(exc)
+    keys = ", ".join(e["key"] for e in result.get("added", [])) or "none new"
+    typer.echo(f"pushed {folder} as {result['folder']}/ ({result['files']} files, {result['bytes']} bytes); "
+               f"experiments: {keys}")
+    if result.get("replaced"):
+        typer.echo(f"  the folder it replaced is kept in {result['replaced']}")
 
 
 @app.command()

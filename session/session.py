@@ -34,6 +34,7 @@ from .experiments import Experiment, defaults_from_module, discover, load_module
 from .gcguard import GcGuard
 from .mainloop import MainThreadQueue
 from .plugins import PluginHost
+from .rescan import find_new
 from .window import WindowHost, WindowParams
 
 IDLE, STARTING, RUNNING, PAUSED, STOPPING = "idle", "starting", "running", "paused", "stopping"
@@ -238,6 +239,17 @@ class Session:
             experiment.exp_info = defaults_from_module(module)
         self._register(experiment)
         return experiment.describe(self.root)
+
+    def rescan(self) -> dict[str, Any]:
+        """Register experiments that appeared under ``root`` since it was searched (none is imported).
+
+        Each new one is announced with an ``experiment_added`` event; known keys never change.
+        """
+        with self._lock:
+            added = find_new(self.root, self.experiments)
+            for experiment in added:
+                self._register(experiment)
+            return {"added": [e.describe(self.root) for e in added], "experiments": len(self.experiments)}
 
     def experiment(self, key: str) -> Experiment:
         try:

@@ -28,7 +28,7 @@ from .errors import SessionError
 IMMEDIATE = {
     "pause", "resume", "stop", "get_exp_info", "update_exp_info", "add_data", "annotate",
     "current_trial", "future_trials", "skip_trials", "rewind_trials", "list_experiments", "ping",
-    "status", "start_run", "state",
+    "status", "start_run", "state", "rescan",
 }
 # Commands that need the main thread (window, imports of Builder code).
 MAIN_THREAD = {"setup_window", "add_experiment", "run_sync"}

@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from ..protocol import ProtocolError
 from ..protocol.client import END_EVENTS, ClientCore, Event, Refused, Reply, Welcome
 from ..protocol.results import Aborted, ExperimentInfo, Pong, ReplayPage, RunAccepted, RunRecord, State
 from .errors import ConnectionLost, LiaisonError, Unauthorized, error_from_body
+from .tls import client_context, explain_connect_error
 
 log = logging.getLogger("liaison.client")
 BACKLOG = 10_000  # events kept for the first events() consumer, from connect on
@@ -82,14 +83,18 @@ class AsyncClient:
     ``role`` is ``controller`` or ``observer``; ``since`` replays events after
     that ``seq`` first; ``timeout`` bounds connecting and each reply;
     ``reconnect_for`` bounds how long a dropped connection is retried.
-    ``connector`` replaces websockets' ``connect`` (tests: an in-memory transport).
+    ``fingerprint`` (the SHA-256 of the server's certificate, as ``liaison serve``
+    prints it) pins a ``wss://`` server; ``ca_file`` trusts a CA (or the
+    certificate itself) instead. ``connector`` replaces websockets' ``connect``
+    (tests: an in-memory transport).
     """
 
     def __init__(self, url: str = "ws://127.0.0.1:8765/", token: str | None = None, *,
                  role: str = "controller", name: str | None = None, reconnect: bool = True,
                  since: int | None = None, timeout: float = 30.0, reconnect_for: float = 120.0,
-                 connector=None) -> None:
+                 fingerprint: str | None = None, ca_file: str | None = None, connector=None) -> None:
         self.url = url
+        self.ssl = client_context(url, fingerprint, ca_file)  # wss://: pinned, CA file or system trust
         self._connector = connector or connect
         self.core = ClientCore(token, role=role, name=name or "liaison-python", last_seq=since)
         self.reconnect = reconnect
@@ -145,15 +150,15 @@ class AsyncClient:
         core = self.core
         try:
             ws = await self._connector(self.url, max_size=None, open_timeout=self.timeout, compression=None,
-                               ping_interval=20)
+                                       ping_interval=20, ssl=self.ssl)
         except InvalidStatus as exc:
             status = exc.response.status_code
             body = exc.response.body.decode(errors="replace").strip()
             if status == 403:
                 raise LiaisonError(f"server refused the connection: {body}", code="forbidden") from exc
             raise LiaisonError(f"server answered HTTP {status}: {body}", code="connection_lost") from exc
-        except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
-            raise ConnectionLost(f"cannot connect to {self.url}: {exc}") from exc
+        except (OSError, asyncio.TimeoutError, TimeoutError, InvalidHandshake) as exc:
+            raise ConnectionLost(explain_connect_error(self.url, exc)) from exc
         core.connecting()
         try:
             core.receive(await asyncio.wait_for(ws.recv(), self.timeout))  # hello

@@ -66,12 +66,13 @@ class Client:
     def __init__(self, url: str = "ws://127.0.0.1:8765/", token: str | None = None, *,
                  role: str = "controller", name: str | None = None, reconnect: bool = True,
                  since: int | None = None, timeout: float = 30.0, reconnect_for: float = 120.0,
-                 connector=None) -> None:
+                 fingerprint: str | None = None, ca_file: str | None = None, connector=None) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="liaison-client", daemon=True)
         self._thread.start()
         self._async = AsyncClient(url, token, role=role, name=name, reconnect=reconnect, since=since,
-                                  timeout=timeout, reconnect_for=reconnect_for, connector=connector)
+                                  timeout=timeout, reconnect_for=reconnect_for, fingerprint=fingerprint,
+                                  ca_file=ca_file, connector=connector)
         self._events: queue.SimpleQueue | None = None
 
     def _call(self, coro, timeout: float | None = None):

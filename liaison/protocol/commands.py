@@ -119,6 +119,10 @@ class AddExperimentArgs(CommandArgs):
         None, description="Key to register it under; null derives one from the file name.")
 
 
+class RescanArgs(CommandArgs):
+    """Search the session root again and register experiments copied in since (each gets `experiment_added`)."""
+
+
 class RunArgs(CommandArgs):
     """Start a run of an experiment; fails with `busy` while another run is in progress."""
 
@@ -245,6 +249,7 @@ COMMANDS: dict[str, type[CommandArgs]] = {
     "state": StateArgs,
     "list_experiments": ListExperimentsArgs,
     "add_experiment": AddExperimentArgs,
+    "rescan": RescanArgs,
     "run": RunArgs,
     "pause": PauseArgs,
     "resume": ResumeArgs,

@@ -30,6 +30,7 @@ RESULT_NOTES: dict[str, str] = {
     "state": "The session snapshot, as in `welcome.state`.",
     "list_experiments": "A list of experiment descriptions (key, path, kind, exp_info defaults).",
     "add_experiment": "The new experiment's description.",
+    "rescan": "`{\"added\": [<experiment description>, ...], \"experiments\": <how many are known now>}`",
     "run": "`{\"run_id\": ..., \"key\": ...}` as soon as the run is queued; its events follow.",
     "pause": "Seconds between the request and the experiment observing it.",
     "resume": "Seconds between the request and the experiment observing it.",

@@ -38,6 +38,7 @@ from ..protocol import CloseCode, Hello, dumps
 from ..store.datalock import DataDirLock, end_leftovers
 from ..store.journal import Journal
 from ..store.recovery import recover
+from ..resources import web_dir
 from ..store.runs import RunHistory
 from .auth import Credentials
 from .clients import ClientRegistry
@@ -49,7 +50,8 @@ from .guards import HostCheck
 from .http import HttpFront
 from .hub import Hub
 from .link import SessionLink
-from .resources import web_dir
+from .tls import plan_tls
+from .upload import DEPLOY_PATH, DeployChannel
 
 log = logging.getLogger("liaison.server")
 STORAGE_PROBE = 2.0  # seconds between write attempts while the journal cannot be written
@@ -66,6 +68,13 @@ class LiaisonServer:
         # Plugins first: a bad --plugin fails before anything is locked or opened (PluginLoadError).
         self.plugins = ServerPlugins.from_specs(config.plugins, lambda event: self.publisher.publish(event))
         self.lock = DataDirLock(config.data_dir).acquire()  # DataDirBusy if another server has it
+        try:  # the generated certificate lives in the data folder, so only under its lock
+            self.tls = plan_tls(config.host, config.data_dir, tls=config.tls, cert=config.tls_cert,
+                                key=config.tls_key, accept_plaintext=config.accept_plaintext)
+            self.ssl_context = self.tls.context()
+        except BaseException:
+            self.lock.release()
+            raise
         self.journal = Journal.in_dir(config.data_dir, durable=config.durable, background_checkpoints=True)
         self.session_id = self.journal.get_state("session_id")
         if self.session_id is None:  # one id per data folder, so clients' `since` survives restarts
@@ -130,6 +139,8 @@ class LiaisonServer:
         self.link.on_worker_start.append(lambda host: self.lock.note(worker_pid=host.process.pid))
         self.hub.on_storage_failure.append(self._storage_failed)
         self.commands = CommandLog(self.journal, loop)
+        self.deploy = DeployChannel(config.root, config.data_dir, self.credentials, self.commands, self.link,
+                                    config.auth_timeout, config.max_upload_bytes)
         self.dispatcher = Dispatcher(self.link, self.hub, self.runs, self.clients,
                                      {"version": self.version, "session_id": self.session_id},
                                      max_reply_bytes=config.max_reply_bytes)
@@ -149,17 +160,20 @@ class LiaisonServer:
             ping_interval=config.ping_interval, ping_timeout=config.ping_interval,
             compression=None,
             server_header=f"liaison/{self.version}",
+            ssl=self.ssl_context,
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
             self.plugins.start(SessionInfo(root=str(config.root), data_dir=str(config.data_dir), version=self.version,
                                            session_id=self.session_id, host=config.host, port=self.port))
             self.ready.set()
-            log.info("serving %s on ws://%s:%s/ (auth: %s)", config.root, config.host, self.port,
-                     self.credentials.method)
+            log.info("serving %s on %s://%s:%s/ (auth: %s)", config.root, "wss" if self.tls.enabled else "ws",
+                     config.host, self.port, self.credentials.method)
             await self._stop.wait()
             await self._shutdown(server)
 
     async def _handler(self, ws) -> None:
+        if ws.request.path.split("?", 1)[0] == DEPLOY_PATH:  # experiment uploads have their own socket
+            return await self.deploy.serve(ws)
         config = self.config
         hello = dumps(Hello(protocol=1, server=f"liaison {self.version}", session_id=self.session_id,
                             auth=self.credentials.method, max_message_bytes=config.max_message_bytes))
@@ -233,4 +247,4 @@ class ServerThread:
     def url(self) -> str:
         host = self.server.config.host
         host = f"[{host}]" if ":" in host else host
-        return f"ws://{host}:{self.server.port}/"
+        return f"{'wss' if self.server.tls.enabled else 'ws'}://{host}:{self.server.port}/"

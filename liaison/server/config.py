@@ -39,6 +39,13 @@ class ServerConfig:
     durable: bool = False  # fsync the journal on every batch (survives power loss, costs ~ms)
     recovery_wait: float = 30.0  # seconds to let an orphaned worker finish saving before recovery
     plugins: list[Any] = field(default_factory=list)  # "NAME[:k=v,...]" or {"name", "options"} (liaison.plugins)
+    # TLS (see tls.py): None = on off loopback, off on loopback; True forces it; False needs accept_plaintext
+    # off loopback. Without tls_cert/tls_key a self-signed certificate is made once per data folder.
+    tls: bool | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    accept_plaintext: bool = False
+    max_upload_bytes: int = 200 << 20  # `liaison push`: the largest experiment archive accepted
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()

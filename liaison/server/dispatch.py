@@ -22,6 +22,7 @@ from .link import SLOW_TIMEOUT, SessionLink
 # Commands that map one-to-one onto a worker method: cmd -> method.
 WORKER_COMMANDS: dict[str, str] = {
     "list_experiments": "list_experiments",
+    "rescan": "rescan",
     "pause": "pause",
     "resume": "resume",
     "stop": "stop",

@@ -64,7 +64,7 @@ def args_of(**fields: Any):
 
 
 ARGS = {
-    "ping": st.just({}), "state": st.just({}), "list_experiments": st.just({}), "pause": st.just({}),
+    "ping": st.just({}), "state": st.just({}), "list_experiments": st.just({}), "rescan": st.just({}), "pause": st.just({}),
     "resume": st.just({}), "stop": st.just({}), "get_exp_info": st.just({}),
     "add_experiment": args_of(path=st.text(min_size=1, max_size=80), key_=optional(names)),
     "run": args_of(key=names, exp_info_=optional(exp_info), seed_=optional(st.integers(0, 2**32 - 1))),

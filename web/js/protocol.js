@@ -99,6 +99,7 @@ export const COMMAND_ROLE = Object.freeze({
   "state": "observer",
   "list_experiments": "observer",
   "add_experiment": "controller",
+  "rescan": "controller",
   "run": "controller",
   "pause": "controller",
   "resume": "controller",
