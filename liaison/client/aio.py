@@ -67,12 +67,15 @@ class AsyncRun:
         return await asyncio.wait_for(asyncio.shield(self.client._run_end(self.run_id)), timeout)
 
     async def pause(self) -> Any:
+        """Pause the session's running experiment (``AsyncClient.pause``); it need not be this run any more."""
         return await self.client.pause()
 
     async def resume(self) -> Any:
+        """Resume the session's paused experiment (``AsyncClient.resume``); it need not be this run any more."""
         return await self.client.resume()
 
     async def stop(self) -> Any:
+        """Stop the session's running experiment (``AsyncClient.stop``); it need not be this run any more."""
         return await self.client.stop()
 
 
@@ -113,14 +116,20 @@ class AsyncClient:
 
     @property
     def welcome(self) -> dict[str, Any] | None:
+        """The last ``welcome`` message (role, state snapshot, replay kind), or None before the first one."""
         return self.core.welcome
 
     @property
     def hello(self) -> dict[str, Any] | None:
+        """The last ``hello`` the server sent (its version and limits), or None before connecting."""
         return self.core.hello
 
     @property
     def goodbye(self) -> dict[str, Any] | None:
+        """``{code, reason}`` of the last ``goodbye`` (why the server closed on purpose), else None.
+
+        Reset on each new connection.
+        """
         goodbye = self.core.goodbye
         return None if goodbye is None else {"code": goodbye.code, "reason": goodbye.reason}
 
