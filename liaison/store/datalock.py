@@ -11,6 +11,8 @@ LOCK_FILE = "liaison.lock"
 
 
 class DataDirBusy(RuntimeError):
+    """Another live process holds the data folder's lock; the message names its pid."""
+
     pass
 
 
@@ -22,6 +24,10 @@ class DataDirLock:
         self._fd: int | None = None
 
     def acquire(self) -> "DataDirLock":
+        """Take the lock without waiting (creating the folder) and write our pid into it; returns self.
+
+        Raises DataDirBusy if another process holds it.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -36,6 +42,7 @@ class DataDirLock:
         return self
 
     def release(self) -> None:
+        """Let the lock go; harmless when not held."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
