@@ -10,10 +10,14 @@ class SessionError(Exception):
 
 
 class NotFound(SessionError):
+    """No experiment (or file) with that key or path."""
+
     code = "not_found"
 
 
 class PathOutsideRoot(SessionError):
+    """A path resolves outside the session root (after following symlinks); refused."""
+
     code = "forbidden"
 
 
