@@ -40,6 +40,6 @@ class Busy(SessionError):
 
 
 class WrongThread(SessionError):
-    """A window operation was called off the main thread."""
+    """A window operation was called off the thread that opened the window (the main thread)."""
 
     code = "internal"

@@ -94,7 +94,9 @@ class RunStopping(Event):
 
 @dataclass(kw_only=True, slots=True)
 class RunFinished(Event):
-    """A run ended on its own (``completed``) or because it was stopped (``stopped``)."""
+    """A run ended on its own (``completed``), because it was stopped (``stopped``), or was cut
+    short (``aborted``: its worker was killed or died, or the host went away).
+    """
 
     type: ClassVar[str] = "run_finished"
     run_id: str

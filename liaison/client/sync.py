@@ -218,7 +218,11 @@ class Client:
         return self._call(self._async.rewind_trials(n))
 
     def setup_window(self, **params: Any) -> dict[str, Any]:
-        """Block until the session window has the given parameters (between runs; may reopen it, up to 180 s)."""
+        """Block until the session window has the given parameters (may reopen it: up to 180 s).
+
+        Meant for between runs: during one the change waits for the run's end, so the reply
+        may time out as Busy and the change still happen afterwards.
+        """
         return self._call(self._async.setup_window(**params))
 
     def subscribe(self, *topics: str) -> Any:

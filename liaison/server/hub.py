@@ -250,7 +250,7 @@ class Hub:
 
     @property
     def first_seq(self) -> int:
-        """Oldest event still in memory."""
+        """``seq`` of the oldest event in the memory buffer (``last_seq + 1`` when it is empty)."""
         return self.replay[0][0] if self.replay else self.last_seq + 1
 
     def oldest_available(self) -> int:
