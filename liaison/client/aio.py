@@ -300,7 +300,13 @@ class AsyncClient:
 
     # --- requests ------------------------------------------------------------------------------
     async def request(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
-        """Send a command and return its result (plain JSON), or raise the matching LiaisonError."""
+        """Send a command and return its result (plain JSON), or raise the matching LiaisonError.
+
+        Waits for a connection (while reconnecting) and for the reply, each up to ``timeout``
+        (default: the client's). Raises ConnectionLost if the client is closed or the connection
+        drops first, and a bare TimeoutError when no reply comes in time: either way the
+        command may or may not have run.
+        """
         if self._closed:
             raise ConnectionLost("client is closed")
         if not self._connected.is_set():

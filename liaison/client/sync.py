@@ -141,7 +141,11 @@ class Client:
 
     # --- commands (one per protocol command; see AsyncClient for each one's contract) ------
     def request(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
-        """Send any command and return its plain JSON result, or raise the matching LiaisonError."""
+        """Send any command and return its plain JSON result, or raise the matching LiaisonError.
+
+        Blocking :meth:`AsyncClient.request`: ConnectionLost or TimeoutError leave it unknown
+        whether the command ran.
+        """
         return self._call(self._async.request(cmd, timeout, **args))
 
     def ping(self) -> Pong:
