@@ -39,6 +39,7 @@ def checked_fingerprint(text: str | None) -> str | None:
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
+    """Print ``error: message`` in red on stderr and exit with ``code``; never returns."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
@@ -65,6 +66,7 @@ def parse_pairs(pairs: List[str] | None, what: str) -> dict[str, Any]:
 
 
 def parse_size(text: str | None) -> list[int] | None:
+    """``WIDTHxHEIGHT`` as ``[width, height]``, or None; a malformed size exits with a usage error."""
     if text is None:
         return None
     try:
@@ -75,6 +77,9 @@ def parse_size(text: str | None) -> list[int] | None:
 
 
 def client_error(exc: Exception) -> None:
+    """Exit with a message for a client error: usage code for a lost connection or a bad token,
+    ``EXIT_FAILED`` for other :class:`LiaisonError`; anything else is re-raised.
+    """
     from .client import ConnectionLost, LiaisonError, Unauthorized
 
     if isinstance(exc, ConnectionLost):
@@ -292,6 +297,9 @@ def run_command(
 
 
 def report_end(event) -> None:
+    """Print how a run ended and exit: 0 if it completed, ``EXIT_STOPPED`` if stopped or aborted,
+    ``EXIT_FAILED`` (with the traceback) if it failed.
+    """
     data = event.data
     if event.event == "run_failed":
         typer.secho(f"run {data['run_id']} failed: {data.get('error')}", fg=typer.colors.RED, err=True)
@@ -339,6 +347,7 @@ def watch(
 
 
 def describe_event(event) -> str:
+    """One aligned human line for an event: seq, type, run id and the details that matter for it."""
     data = event.data
     if event.event == "data_rows":
         detail = f"rows {data['first_row']}..{data['first_row'] + len(data['rows']) - 1}"
@@ -527,6 +536,7 @@ def recover(
 
 
 def main() -> None:
+    """Console entry point: run the CLI (with debug logging when ``LIAISON_DEBUG`` is set)."""
     if os.environ.get("LIAISON_DEBUG"):
         logging.basicConfig(level=logging.DEBUG)
     app()

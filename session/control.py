@@ -26,6 +26,10 @@ class ControlledExperimentHandler(ExperimentHandler):
 
     @property
     def status(self):  # noqa: D401 - same contract as the base property
+        """The handler's status, read after running the commands queued for it and the frame hook.
+
+        Read on the experiment's thread (Builder reads it every frame), so commands run there.
+        """
         if self._ctl_pending:
             self._ctl_drain()
         hook = self._ctl_frame_hook
@@ -35,6 +39,7 @@ class ControlledExperimentHandler(ExperimentHandler):
 
     @status.setter
     def status(self, value):
+        """Set the status exactly as the base class does (no commands run on writes)."""
         ExperimentHandler.status.fset(self, value)
 
     def _ctl_drain(self) -> None:

@@ -19,10 +19,13 @@ _started: subprocess.Popen | None = None
 
 
 class DisplayError(RuntimeError):
+    """No display can be provided: Xvfb is missing or did not start in time."""
+
     pass
 
 
 def has_display() -> bool:
+    """Whether ``DISPLAY`` or ``WAYLAND_DISPLAY`` is set (not whether the server behind it answers)."""
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
@@ -69,6 +72,7 @@ def xvfb_pid() -> int | None:
 
 
 def stop_xvfb() -> None:
+    """Stop the Xvfb this process started (killed if it has not ended in 5 s); no-op otherwise."""
     global _started
     if _started is not None and _started.poll() is None:
         _started.terminate()

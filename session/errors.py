@@ -10,10 +10,14 @@ class SessionError(Exception):
 
 
 class NotFound(SessionError):
+    """No experiment (or file) with that key or path."""
+
     code = "not_found"
 
 
 class PathOutsideRoot(SessionError):
+    """A path resolves outside the session root (after following symlinks); refused."""
+
     code = "forbidden"
 
 
@@ -36,6 +40,6 @@ class Busy(SessionError):
 
 
 class WrongThread(SessionError):
-    """A window operation was called off the main thread."""
+    """A window operation was called off the thread that opened the window (the main thread)."""
 
     code = "internal"

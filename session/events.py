@@ -33,6 +33,8 @@ class Event:
 
 @dataclass(kw_only=True, slots=True)
 class ExperimentAdded(Event):
+    """An experiment was registered and can be run by ``key``."""
+
     type: ClassVar[str] = "experiment_added"
     key: str
     path: str
@@ -42,6 +44,8 @@ class ExperimentAdded(Event):
 
 @dataclass(kw_only=True, slots=True)
 class StatusChanged(Event):
+    """The session's status changed (idle, starting, running, paused, stopping, ...)."""
+
     type: ClassVar[str] = "status"
     status: str
     run_id: str | None = None
@@ -50,6 +54,8 @@ class StatusChanged(Event):
 
 @dataclass(kw_only=True, slots=True)
 class RunStarted(Event):
+    """A run began; ``data_dir`` is where its data files go."""
+
     type: ClassVar[str] = "run_started"
     run_id: str
     key: str
@@ -59,6 +65,8 @@ class RunStarted(Event):
 
 @dataclass(kw_only=True, slots=True)
 class RunPaused(Event):
+    """The running experiment observed a pause request."""
+
     type: ClassVar[str] = "run_paused"
     run_id: str
     key: str
@@ -67,6 +75,8 @@ class RunPaused(Event):
 
 @dataclass(kw_only=True, slots=True)
 class RunResumed(Event):
+    """The paused experiment continues."""
+
     type: ClassVar[str] = "run_resumed"
     run_id: str
     key: str
@@ -75,6 +85,8 @@ class RunResumed(Event):
 
 @dataclass(kw_only=True, slots=True)
 class RunStopping(Event):
+    """A stop was requested; ``run_finished`` follows when the run has ended."""
+
     type: ClassVar[str] = "run_stopping"
     run_id: str
     key: str
@@ -82,7 +94,9 @@ class RunStopping(Event):
 
 @dataclass(kw_only=True, slots=True)
 class RunFinished(Event):
-    """A run ended on its own (``completed``) or because it was stopped (``stopped``)."""
+    """A run ended on its own (``completed``), because it was stopped (``stopped``), or was cut
+    short (``aborted``: its worker was killed or died, or the host went away).
+    """
 
     type: ClassVar[str] = "run_finished"
     run_id: str
@@ -98,6 +112,8 @@ class RunFinished(Event):
 
 @dataclass(kw_only=True, slots=True)
 class RunFailed(Event):
+    """The run ended with an error; the data recorded until then were saved if possible."""
+
     type: ClassVar[str] = "run_failed"
     run_id: str
     key: str
@@ -123,6 +139,8 @@ class RunRecovered(Event):
 
 @dataclass(kw_only=True, slots=True)
 class ExpInfoChanged(Event):
+    """The experiment info (participant, session, ...) was updated."""
+
     type: ClassVar[str] = "exp_info_changed"
     run_id: str | None
     exp_info: dict[str, Any]
@@ -141,6 +159,8 @@ class DataRows(Event):
 
 @dataclass(kw_only=True, slots=True)
 class DataAdded(Event):
+    """A value was added to the run's data with ``add_data``."""
+
     type: ClassVar[str] = "data_added"
     run_id: str | None
     name: str
@@ -149,6 +169,8 @@ class DataAdded(Event):
 
 @dataclass(kw_only=True, slots=True)
 class Annotated(Event):
+    """A free-text note was added with ``annotate``."""
+
     type: ClassVar[str] = "annotation"
     run_id: str | None
     text: str
@@ -201,6 +223,7 @@ class Publisher:
 
     @property
     def last_seq(self) -> int:
+        """The ``seq`` of the last event published (``first_seq - 1`` before any)."""
         return self._next_seq - 1
 
     def subscribe(self, sink: Sink) -> Callable[[], None]:
@@ -215,6 +238,10 @@ class Publisher:
         return unsubscribe
 
     def publish(self, event: Event) -> Event:
+        """Number ``event``, stamp its time (unless it has one) and hand it to every sink; any thread.
+
+        Mutates and returns ``event``. A sink that raises is skipped, never the caller.
+        """
         with self._lock:
             event.seq = self._next_seq
             self._next_seq += 1

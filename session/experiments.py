@@ -43,6 +43,10 @@ class Experiment:
     digest: str = ""
 
     def describe(self, root: Path) -> dict[str, Any]:
+        """The experiment as clients see it: key, path relative to ``root``, kind and expInfo defaults.
+
+        Raises ValueError if ``path`` is not under ``root``.
+        """
         return {
             "key": self.key,
             "path": self.path.relative_to(root).as_posix(),
@@ -87,6 +91,7 @@ def shadowed_module(name: str, own_folder: Path | None = None) -> str | None:
 
 
 def file_digest(path: Path) -> str:
+    """Hex sha256 of the file's bytes (the file is read whole). Raises OSError if unreadable."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 

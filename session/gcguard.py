@@ -91,4 +91,5 @@ class GcGuard:
 
     @staticmethod
     def collect_between_runs() -> None:
+        """One full collection, for after a run (never during one: it stops every thread for 100+ ms)."""
         gc.collect()

@@ -19,6 +19,12 @@ _STOP = object()
 
 
 class MainThreadQueue:
+    """Work for the main thread from any thread; see the module docstring.
+
+    ``submit``, ``call`` and ``stop`` may be called from any thread; ``run_forever`` and
+    ``run_pending`` only from the main thread.
+    """
+
     def __init__(self) -> None:
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._running = False

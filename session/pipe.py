@@ -70,6 +70,11 @@ class FrameDecoder:
         self.skipped = 0
 
     def feed(self, data: bytes) -> list[Any]:
+        """Add ``data`` (any slice of the stream) and return the messages it completes, in order.
+
+        An incomplete frame waits for the next feed. Raises :class:`PipeCorrupt` for a
+        length beyond ``MAX_FRAME``; the decoder is unusable after that. Not thread-safe.
+        """
         buffer = self._buffer
         buffer += data
         messages = []

@@ -49,10 +49,12 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def set_status(run_dir: Path, status: str) -> None:
+    """Replace the run folder's ``STATUS`` file with ``status`` (atomically)."""
     write_atomic(Path(run_dir) / STATUS_FILE, status + "\n")
 
 
 def read_status(run_dir: Path) -> str | None:
+    """The run folder's ``STATUS`` word, or None if the file is missing, unreadable or empty."""
     try:
         return (Path(run_dir) / STATUS_FILE).read_text(encoding="utf-8").strip() or None
     except OSError:
@@ -60,6 +62,7 @@ def read_status(run_dir: Path) -> str | None:
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The run folder's ``manifest.json``, or None if it is missing, unreadable or not JSON."""
     try:
         return json.loads((Path(run_dir) / MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -67,10 +70,15 @@ def read_manifest(run_dir: Path) -> dict[str, Any] | None:
 
 
 def write_manifest(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Replace ``manifest.json`` atomically (sorted keys; what JSON cannot take is written as ``str``)."""
     write_atomic(Path(run_dir) / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def update_manifest(run_dir: Path, **changes: Any) -> dict[str, Any]:
+    """Merge ``changes`` into the manifest (a new one if missing) and write it; returns the result.
+
+    Read-modify-write: only one process may update a run's manifest at a time.
+    """
     manifest = read_manifest(run_dir) or {}
     manifest.update(changes)
     write_manifest(run_dir, manifest)
@@ -78,6 +86,7 @@ def update_manifest(run_dir: Path, **changes: Any) -> dict[str, Any]:
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks. Raises OSError if unreadable."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -124,6 +133,7 @@ def git_state(folder: Path) -> dict[str, Any] | None:
 
 
 def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that shape a run (``PACKAGES``); None for those missing."""
     versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
@@ -134,6 +144,7 @@ def package_versions() -> dict[str, str | None]:
 
 
 def environment() -> dict[str, Any]:
+    """Host, user, Python, OS and package versions, for the manifest (never raises for a missing user)."""
     try:
         user = getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in some containers
@@ -182,6 +193,10 @@ def start_record(run_dir: Path, *, run_id: str, key: str, experiment_path: Path,
 def finish_record(run_dir: Path, *, outcome: str, rows: int, data_files: list[str], exp_info: dict[str, Any],
                   duration: float, error: str | None, gc_max_pause: float,
                   gc_max_boundary_pause: float = 0.0, plugins: dict[str, Any] | None = None) -> None:
+    """Write the run's end into its manifest, then its final ``STATUS`` (``FAILED`` for an unknown outcome).
+
+    The manifest goes first, so a ``STATUS`` other than ``RUNNING`` means the manifest is complete.
+    """
     status = STATUS_OF_OUTCOME.get(outcome, "FAILED")
     update_manifest(run_dir, ended=time.time(), duration=duration, outcome=outcome, status=status, rows=rows,
                     data_files=data_files, exp_info=exp_info, error=error, gc_max_pause=gc_max_pause,

@@ -19,6 +19,11 @@ RECREATE = ("size", "fullscr", "screen", "win_type", "monitor", "use_fbo", "allo
 
 @dataclass(frozen=True, slots=True)
 class WindowParams:
+    """What the session window is opened with; frozen, so a change is a new value.
+
+    Changing any field in ``RECREATE`` reopens the window; the others apply live.
+    """
+
     size: tuple[int, int] = (800, 600)
     fullscr: bool = False
     screen: int = 0
@@ -33,6 +38,11 @@ class WindowParams:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "WindowParams":
+        """Parameters from a plain dict, defaults for what it lacks.
+
+        Raises ValueError for unknown names or a ``size`` that is not two positive integers;
+        other values are not type-checked here.
+        """
         data = dict(data or {})
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
@@ -46,10 +56,12 @@ class WindowParams:
         return cls(**data)
 
     def updated(self, changes: dict[str, Any] | None) -> "WindowParams":
+        """A copy with ``changes`` applied, validated as :meth:`from_dict` does."""
         merged = {**asdict(self), **(changes or {})}
         return WindowParams.from_dict(merged)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able parameters (``size`` as a list)."""
         data = asdict(self)
         data["size"] = list(self.size)
         return data
@@ -117,6 +129,10 @@ class WindowHost:
         return win
 
     def after_run(self) -> None:
+        """Clean the window after a run: drop every autodraw stimulus, reset units, show the rest screen.
+
+        No-op without an open window; window thread only.
+        """
         if self.win is None or self.win._closed:
             return
         try:
@@ -150,6 +166,7 @@ class WindowHost:
             dispatch()
 
     def describe(self) -> dict[str, Any]:
+        """The window's parameters, whether it is open and, if so, the frame rate experiments are told."""
         data = self.params.to_dict()
         data["open"] = self.win is not None and not self.win._closed
         if data["open"]:
@@ -157,6 +174,7 @@ class WindowHost:
         return data
 
     def close(self) -> None:
+        """Close the window if open and forget its thread, so the next :meth:`ensure` may open one anywhere."""
         if self.win is not None and not self.win._closed:
             self.win.close()
         self.win = None

@@ -334,7 +334,10 @@ class WorkerHost:
             self._pending.pop(request_id, None)
 
     def request(self, method: str, timeout: float | None = 30.0, **kwargs: Any) -> Any:
-        """:meth:`submit` and wait for the reply (not from the loop's thread)."""
+        """:meth:`submit` and wait for the reply (never from the loop's thread: it would block it).
+
+        Raises what the future holds (WorkerError, WorkerDied, WorkerBusy), or TimeoutError after ``timeout``.
+        """
         return self.submit(method, **kwargs).result(timeout)
 
     def abort(self, grace: float = 2.0, timeout: float = 60.0) -> dict[str, Any]:

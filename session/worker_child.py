@@ -36,6 +36,8 @@ SEND_BATCH = 256  # most messages the worker writes to its host at once
 
 
 class UnknownWorkerCommand(SessionError):
+    """The host asked for a method the worker does not have (a server bug: clients see ``internal``)."""
+
     code = "unknown_command"
 
 
@@ -119,6 +121,7 @@ class WorkerChild:
                 return
 
     def reply(self, request_id: int, future: Future) -> None:
+        """Send the reply for ``request_id`` once ``future`` is done (from whichever thread completes it)."""
         def done(f: Future) -> None:
             exc = f.exception()
             if exc is None:
@@ -130,6 +133,10 @@ class WorkerChild:
 
     # --- commands --------------------------------------------------------------------------
     def handle(self, request_id: int, method: str, kwargs: dict[str, Any]) -> None:
+        """Carry out one host request (receiver thread); every outcome, failure included, gets a reply.
+
+        Main-thread commands are queued and answered when done; the others run here at once.
+        """
         session = self.session
         try:
             if method == "shutdown":
@@ -159,6 +166,10 @@ class WorkerChild:
             self.send_now((pipe.REPLY, request_id, False, error_payload(exc)))
 
     def immediate(self, method: str, kwargs: dict[str, Any]) -> Any:
+        """Run a command that needs neither the window nor imports, on the receiver thread.
+
+        Returns its result or a Future of it; raises what the session raises.
+        """
         session = self.session
         if method == "ping":
             return {"pid": os.getpid(), "time": time.time()}
@@ -174,6 +185,10 @@ class WorkerChild:
         return getattr(session, method)(**kwargs)
 
     def receiver_loop(self) -> None:
+        """Read host requests until the pipe closes or is corrupt, then shut down (receiver thread).
+
+        A lost host stops the run as ``aborted`` (its data are saved) and ends the session loop.
+        """
         decoder = pipe.FrameDecoder()
         while True:
             try:

@@ -68,12 +68,15 @@ class AsyncRun:
         return await asyncio.wait_for(asyncio.shield(self.client._run_end(self.run_id)), timeout)
 
     async def pause(self) -> Any:
+        """Pause the session's running experiment (``AsyncClient.pause``); it need not be this run any more."""
         return await self.client.pause()
 
     async def resume(self) -> Any:
+        """Resume the session's paused experiment (``AsyncClient.resume``); it need not be this run any more."""
         return await self.client.resume()
 
     async def stop(self) -> Any:
+        """Stop the session's running experiment (``AsyncClient.stop``); it need not be this run any more."""
         return await self.client.stop()
 
 
@@ -121,14 +124,20 @@ class AsyncClient:
 
     @property
     def welcome(self) -> dict[str, Any] | None:
+        """The last ``welcome`` message (role, state snapshot, replay kind), or None before the first one."""
         return self.core.welcome
 
     @property
     def hello(self) -> dict[str, Any] | None:
+        """The last ``hello`` the server sent (its version and limits), or None before connecting."""
         return self.core.hello
 
     @property
     def goodbye(self) -> dict[str, Any] | None:
+        """``{code, reason}`` of the last ``goodbye`` (why the server closed on purpose), else None.
+
+        Reset on each new connection.
+        """
         goodbye = self.core.goodbye
         return None if goodbye is None else {"code": goodbye.code, "reason": goodbye.reason}
 
@@ -299,7 +308,13 @@ class AsyncClient:
 
     # --- requests ------------------------------------------------------------------------------
     async def request(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
-        """Send a command and return its result (plain JSON), or raise the matching LiaisonError."""
+        """Send a command and return its result (plain JSON), or raise the matching LiaisonError.
+
+        Waits for a connection (while reconnecting) and for the reply, each up to ``timeout``
+        (default: the client's). Raises ConnectionLost if the client is closed or the connection
+        drops first, and a bare TimeoutError when no reply comes in time: either way the
+        command may or may not have run.
+        """
         if self._closed:
             raise ConnectionLost("client is closed")
         if not self._connected.is_set():
@@ -326,76 +341,96 @@ class AsyncClient:
         return Pong.model_validate(await self.request("ping"))
 
     async def state(self) -> State:
-        """The session's state now."""
+        """The session's state now (status, current run, experiments, window, recent runs, server info)."""
         return State.model_validate(await self.request("state"))
 
     async def list_experiments(self) -> list[ExperimentInfo]:
-        """The experiments the session can run."""
+        """The experiments the session can run: key, path, kind and expInfo defaults."""
         return [ExperimentInfo.model_validate(e) for e in await self.request("list_experiments")]
 
     async def add_experiment(self, path: str, key: str | None = None) -> ExperimentInfo:
-        """Register an experiment file under the session root."""
+        """Register an experiment file under the session root (it may compile: up to 180 s).
+
+        Raises NotFound, Forbidden (outside the root) or ExperimentFailed.
+        """
         return ExperimentInfo.model_validate(await self.request("add_experiment", timeout=180, path=path, key=key))
 
     async def run(self, key: str, exp_info: dict[str, Any] | None = None, seed: int | None = None) -> AsyncRun:
-        """Start a run; its events collect on the returned :class:`AsyncRun`."""
+        """Start a run of ``key``; its events collect on the returned :class:`AsyncRun`.
+
+        Raises NotFound, Busy (another run is on) or StorageUnavailable.
+        """
         accepted = RunAccepted.model_validate(await self.request("run", key=key, exp_info=exp_info, seed=seed))
         return AsyncRun(accepted.run_id, accepted.key, self)
 
     async def pause(self) -> Any:
-        """Pause the running experiment at its next frame."""
+        """Pause the running experiment at its next frame; raises Conflict if none runs."""
         return await self.request("pause")
 
     async def resume(self) -> Any:
-        """Resume the paused experiment."""
+        """Resume the paused experiment; raises Conflict if it is not paused."""
         return await self.request("resume")
 
     async def stop(self) -> Any:
-        """Ask the running experiment to end (its data are saved)."""
+        """Tell the running experiment to end at its next frame (its data are saved).
+
+        Raises Conflict if none runs or it is already stopping.
+        """
         return await self.request("stop")
 
     async def abort(self, grace: float = 2.0) -> Aborted:
-        """Stop the run, killing the worker if it has not ended after ``grace`` seconds."""
+        """Stop the run, killing the worker if it has not ended after ``grace`` seconds.
+
+        Raises Conflict if no run is on.
+        """
         return Aborted.model_validate(await self.request("abort", timeout=grace + 180, grace=grace))
 
     async def get_exp_info(self) -> dict[str, Any]:
-        """The running run's expInfo, or the session's defaults."""
+        """The running run's expInfo, or the session's defaults between runs."""
         return await self.request("get_exp_info")
 
     async def set_exp_info(self, values: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:
-        """Change expInfo values (for the running run, or the next ones)."""
+        """Change expInfo values (live in the running run, else for the next ones); returns them all."""
         return await self.request("set_exp_info", values={**(values or {}), **more})
 
     async def add_data(self, name: str, value: Any) -> Any:
-        """Add a value to the running run's data."""
+        """Add ``value`` to the running run's current data row; raises Conflict if none runs."""
         return await self.request("add_data", name=name, value=value)
 
     async def annotate(self, text: str) -> Any:
-        """Add a note to the run's log (or the session log between runs)."""
+        """Note ``text`` in the run's log and current row (or the session log between runs)."""
         return await self.request("annotate", text=text)
 
     async def trials(self, n: int = 1, start: int = 0) -> dict[str, Any]:
-        """The current trial and up to ``n`` upcoming ones."""
+        """``{current, future}``: the current trial and up to ``n`` upcoming ones after ``start``.
+
+        Raises Conflict if no run is on.
+        """
         return await self.request("trials", n=n, start=start)
 
     async def skip_trials(self, n: int = 1) -> Any:
-        """Skip the next ``n`` trials."""
+        """Skip the next ``n`` trials of the running loop."""
         return await self.request("skip_trials", n=n)
 
     async def rewind_trials(self, n: int = 1) -> Any:
-        """Go back ``n`` trials."""
+        """Go back ``n`` trials in the running loop."""
         return await self.request("rewind_trials", n=n)
 
     async def setup_window(self, **params: Any) -> dict[str, Any]:
-        """Change the session window (between runs)."""
+        """Change the session window (may reopen it: up to 180 s); returns its description.
+
+        Meant for between runs: during one the change waits for the run's end (the window's
+        thread is the experiment's), so the reply may time out as Busy and the change still
+        happen afterwards.
+        """
         return await self.request("setup_window", timeout=180, **params)
 
     async def subscribe(self, *topics: str) -> Any:
-        """Receive these event topics too."""
+        """Receive these event topics too; returns the topics this connection now receives."""
         return await self.request("subscribe", topics=list(topics))
 
     async def unsubscribe(self, *topics: str) -> Any:
-        """Stop receiving these event topics."""
+        """Stop receiving these event topics; returns those left."""
         return await self.request("unsubscribe", topics=list(topics))
 
     async def replay(self, since: int) -> ReplayPage:
@@ -403,11 +438,11 @@ class AsyncClient:
         return ReplayPage.model_validate(await self.request("replay", since=since))
 
     async def list_runs(self, limit: int = 50) -> list[RunRecord]:
-        """Recent runs, newest first."""
+        """The ``limit`` most recent runs, newest first."""
         return [RunRecord.model_validate(r) for r in await self.request("list_runs", limit=limit)]
 
     async def get_run(self, run_id: str) -> RunRecord:
-        """One run's record."""
+        """One run's record; raises NotFound for an unknown ``run_id``."""
         return RunRecord.model_validate(await self.request("get_run", run_id=run_id))
 
 

@@ -22,46 +22,68 @@ class LiaisonError(Exception):
 
 
 class InvalidJson(LiaisonError):
+    """The server could not parse a frame as JSON."""
+
     code = "invalid_json"
 
 
 class InvalidMessage(LiaisonError):
+    """The frame was JSON but not a protocol message (bad envelope, type or version)."""
+
     code = "invalid_message"
 
 
 class TooLarge(LiaisonError):
+    """The frame exceeded the server's ``max_message_bytes``; it was not parsed."""
+
     code = "too_large"
 
 
 class UnknownCommand(LiaisonError):
+    """The request's ``cmd`` is not a command this server knows."""
+
     code = "unknown_command"
 
 
 class InvalidArgs(LiaisonError):
+    """The command's arguments failed validation; ``details`` lists each problem."""
+
     code = "invalid_args"
 
 
 class Unauthorized(LiaisonError):
+    """The token was missing or wrong, or a request came before ``auth``."""
+
     code = "unauthorized"
 
 
 class Forbidden(LiaisonError):
+    """An observer sent a controller command, or a path lies outside the session root."""
+
     code = "forbidden"
 
 
 class NotFound(LiaisonError):
+    """No such experiment, run or other named thing."""
+
     code = "not_found"
 
 
 class Conflict(LiaisonError):
+    """The command does not fit the current state (e.g. ``pause`` when nothing runs)."""
+
     code = "conflict"
 
 
 class Busy(LiaisonError):
+    """Another run is in progress, or the session did not answer in time."""
+
     code = "busy"
 
 
 class ExperimentFailed(LiaisonError):
+    """The experiment file is invalid, cannot compile, or cannot be imported."""
+
     code = "experiment_error"
 
 
@@ -72,6 +94,8 @@ class StorageUnavailable(LiaisonError):
 
 
 class InternalError(LiaisonError):
+    """A bug or unexpected failure on the server side (e.g. the worker died)."""
+
     code = "internal"
 
 
@@ -90,6 +114,10 @@ ERRORS: dict[str, type[LiaisonError]] = {
 
 
 def error_from_body(body: dict[str, Any] | None) -> LiaisonError:
+    """The exception for an error reply's body (``code``, ``message``, ``details``).
+
+    Unknown codes give a plain :class:`LiaisonError` that keeps the code; None means ``internal``.
+    """
     body = body or {}
     code = str(body.get("code", "internal"))
     cls = ERRORS.get(code, LiaisonError)

@@ -48,12 +48,15 @@ class Run:
         return self._client._call(self._inner.wait(timeout), None if timeout is None else timeout + 5)
 
     def pause(self) -> Any:
+        """Block until the session's running experiment is paused (it need not be this run any more)."""
         return self._client.pause()
 
     def resume(self) -> Any:
+        """Block until the session's paused experiment resumes (it need not be this run any more)."""
         return self._client.resume()
 
     def stop(self) -> Any:
+        """Block until the session's running experiment is told to end (it need not be this run any more)."""
         return self._client.stop()
 
     def __repr__(self) -> str:
@@ -119,10 +122,12 @@ class Client:
 
     @property
     def welcome(self) -> dict[str, Any] | None:
+        """The last ``welcome`` message (role, state snapshot, replay kind), or None before connecting."""
         return self._async.welcome
 
     @property
     def last_seq(self) -> int | None:
+        """``seq`` of the newest event received (a reconnect asks for everything after it), or None."""
         return self._async.last_seq
 
     def events(self, timeout: float | None = None) -> Iterator[Event]:
@@ -138,71 +143,110 @@ class Client:
 
     # --- commands (one per protocol command; see AsyncClient for each one's contract) ------
     def request(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
-        """Send any command and return its plain JSON result, or raise the matching LiaisonError."""
+        """Send any command and return its plain JSON result, or raise the matching LiaisonError.
+
+        Blocking :meth:`AsyncClient.request`: ConnectionLost or TimeoutError leave it unknown
+        whether the command ran.
+        """
         return self._call(self._async.request(cmd, timeout, **args))
 
     def ping(self) -> Pong:
+        """Block for a round trip to the server (not the worker); returns its time and newest ``seq``."""
         return self._call(self._async.ping())
 
     def state(self) -> State:
+        """Block for the session's state now (status, experiments, runs, server info)."""
         return self._call(self._async.state())
 
     def list_experiments(self) -> list[ExperimentInfo]:
+        """Block for the experiments the session can run."""
         return self._call(self._async.list_experiments())
 
     def add_experiment(self, path: str, key: str | None = None) -> ExperimentInfo:
+        """Block until an experiment file under the session root is registered (it may compile: up to 180 s).
+
+        Raises NotFound, Forbidden (outside the root) or ExperimentFailed.
+        """
         return self._call(self._async.add_experiment(path, key))
 
     def run(self, key: str, exp_info: dict[str, Any] | None = None, seed: int | None = None) -> Run:
+        """Block until the server accepts a run of ``key``; its events collect on the returned :class:`Run`.
+
+        Raises NotFound, Busy (another run is on) or StorageUnavailable.
+        """
         return Run(self._call(self._async.run(key, exp_info, seed)), self)
 
     def pause(self) -> Any:
+        """Block until the running experiment has paused at its next frame; raises Conflict if none runs."""
         return self._call(self._async.pause())
 
     def resume(self) -> Any:
+        """Block until the paused experiment has resumed; raises Conflict if it is not paused."""
         return self._call(self._async.resume())
 
     def stop(self) -> Any:
+        """Block until the running experiment is told to end at its next frame (its data are saved).
+
+        Raises Conflict if none runs or it is already stopping.
+        """
         return self._call(self._async.stop())
 
     def abort(self, grace: float = 2.0) -> Aborted:
+        """Block until the run is stopped, the worker killed if it has not ended after ``grace`` seconds."""
         return self._call(self._async.abort(grace))
 
     def get_exp_info(self) -> dict[str, Any]:
+        """Block for the running run's expInfo, or the session's defaults between runs."""
         return self._call(self._async.get_exp_info())
 
     def set_exp_info(self, values: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:
+        """Block until expInfo values are changed (live in the running run, else for the next ones); returns them all."""
         return self._call(self._async.set_exp_info(values, **more))
 
     def add_data(self, name: str, value: Any) -> Any:
+        """Block until ``value`` is added to the running run's current data row; raises Conflict if none runs."""
         return self._call(self._async.add_data(name, value))
 
     def annotate(self, text: str) -> Any:
+        """Block until ``text`` is noted in the run's log and current row (or the session log between runs)."""
         return self._call(self._async.annotate(text))
 
     def trials(self, n: int = 1, start: int = 0) -> dict[str, Any]:
+        """Block for ``{current, future}``: the current trial and up to ``n`` upcoming ones after ``start``."""
         return self._call(self._async.trials(n, start))
 
     def skip_trials(self, n: int = 1) -> Any:
+        """Block until the next ``n`` trials of the running loop are skipped."""
         return self._call(self._async.skip_trials(n))
 
     def rewind_trials(self, n: int = 1) -> Any:
+        """Block until the running loop has gone back ``n`` trials."""
         return self._call(self._async.rewind_trials(n))
 
     def setup_window(self, **params: Any) -> dict[str, Any]:
+        """Block until the session window has the given parameters (may reopen it: up to 180 s).
+
+        Meant for between runs: during one the change waits for the run's end, so the reply
+        may time out as Busy and the change still happen afterwards.
+        """
         return self._call(self._async.setup_window(**params))
 
     def subscribe(self, *topics: str) -> Any:
+        """Block until these event topics are added to this connection's; returns the topics now received."""
         return self._call(self._async.subscribe(*topics))
 
     def unsubscribe(self, *topics: str) -> Any:
+        """Block until these event topics are removed from this connection's; returns those left."""
         return self._call(self._async.unsubscribe(*topics))
 
     def replay(self, since: int) -> ReplayPage:
+        """Block for one page of stored events after ``since`` (ask again from ``next_since`` while ``more``)."""
         return self._call(self._async.replay(since))
 
     def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        """Block for the ``limit`` most recent runs, newest first."""
         return self._call(self._async.list_runs(limit))
 
     def get_run(self, run_id: str) -> RunRecord:
+        """Block for one run's record; raises NotFound for an unknown ``run_id``."""
         return self._call(self._async.get_run(run_id))

@@ -45,6 +45,7 @@ class Event:
 
     @property
     def run_id(self) -> str | None:
+        """The run this event belongs to (``data['run_id']``), or None for session-wide events."""
         return self.data.get("run_id")
 
 

@@ -310,6 +310,10 @@ class Request(Envelope):
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> "Request":  # type: ignore[override]
+        """Validate a request; on ``Request`` itself, as the per-command model its ``cmd`` names.
+
+        Raises pydantic's ValidationError for an unknown ``cmd`` or bad ``args``.
+        """
         if cls is Request:
             return REQUEST_ADAPTER.validate_python(obj, **kwargs)
         return super().model_validate(obj, **kwargs)

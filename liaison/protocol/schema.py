@@ -98,6 +98,10 @@ def example_messages() -> dict[str, str]:
 
 
 def example_request(cmd: str) -> str:
+    """The JSON text of a request for ``cmd`` with its documented example arguments (``id`` 1).
+
+    Raises KeyError for a command that does not exist.
+    """
     model = REQUEST_MODELS[cmd].model_validate({"id": 1, "args": EXAMPLE_ARGS.get(cmd, {})})
     return dumps(model)
 
@@ -471,6 +475,7 @@ def markdown_doc() -> str:
 
 
 def examples_error_reply() -> str:
+    """The JSON text of a typical error reply (``invalid_args`` with validation details), for the docs."""
     reply = Reply(id=7, ok=False, error=ErrorBody(
         code=ErrorCode.INVALID_ARGS, message="invalid arguments for 'skip_trials'",
         details=[{"type": "int_type", "loc": ["args", "n"], "msg": "Input should be a valid integer",

@@ -245,6 +245,7 @@ class ServerThread:
 
     @property
     def url(self) -> str:
+        """The server's WebSocket URL with the port it bound (IPv6 hosts bracketed); only valid once started."""
         host = self.server.config.host
         host = f"[{host}]" if ":" in host else host
         return f"{'wss' if self.server.tls.enabled else 'ws'}://{host}:{self.server.port}/"

@@ -17,6 +17,7 @@ class ClientInfo:
     connected_at: float = field(default_factory=time.time)
 
     def describe(self) -> dict[str, Any]:
+        """The client as a JSON-able dict: id, name, role, connection time (never its token)."""
         return {"client_id": self.client_id, "name": self.name, "role": self.role,
                 "connected_at": self.connected_at}
 
@@ -28,9 +29,11 @@ class ClientRegistry:
         self._clients: dict[str, ClientInfo] = {}
 
     def add(self, info: ClientInfo) -> None:
+        """Record an authenticated connection; replaces any entry with the same ``client_id``."""
         self._clients[info.client_id] = info
 
     def remove(self, client_id: str) -> None:
+        """Forget a connection; unknown ids are ignored, so closing twice is harmless."""
         self._clients.pop(client_id, None)
 
     def list(self) -> list[dict[str, Any]]:

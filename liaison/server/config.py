@@ -59,4 +59,5 @@ class ServerConfig:
 
     @property
     def auth_method(self) -> str:
+        """``none`` with ``no_auth`` (loopback only), else ``token``; announced in ``hello``."""
         return "none" if self.no_auth else "token"

@@ -90,6 +90,7 @@ class ClientConnection:
             pass
 
     def send_error(self, error: ProtocolError) -> None:
+        """Queue an error reply for ``error`` (its code, message, details and request id), like any reply."""
         self.queue_reply(dumps(reply_error(error)))
 
     async def close(self, code: int, reason: str) -> None:

@@ -80,17 +80,25 @@ class Dispatcher:
 
     # --- local ---------------------------------------------------------------------
     def cmd_ping(self, caller: Caller, **_: Any) -> dict[str, Any]:
+        """Answer locally, without the worker: the server's time and newest ``seq``."""
         return {"pong": True, "time": time.time(), "last_seq": self.hub.last_seq}
 
     def cmd_subscribe(self, caller: Caller, topics: list[str]) -> dict[str, Any]:
+        """Add ``topics`` to the caller's; returns all its topics. Raises ValueError for an unknown topic."""
         caller.subscriber.topics.update(Topic(t).value for t in topics)
         return {"topics": sorted(caller.subscriber.topics)}
 
     def cmd_unsubscribe(self, caller: Caller, topics: list[str]) -> dict[str, Any]:
+        """Remove ``topics`` from the caller's; returns those left. Raises ValueError for an unknown topic."""
         caller.subscriber.topics.difference_update(Topic(t).value for t in topics)
         return {"topics": sorted(caller.subscriber.topics)}
 
     def cmd_replay(self, caller: Caller, since: int) -> dict[str, Any]:
+        """One page of stored events after ``since`` in the caller's topics, bounded by ``REPLAY_LIMIT`` and bytes.
+
+        ``more`` is true while events after ``next_since`` exist (of any topic); ``gap`` names
+        events that exist nowhere any more.
+        """
         texts, gap, cursor = self.hub.replay_since(since, caller.subscriber.topics, limit=REPLAY_LIMIT,
                                                    max_bytes=self.max_reply_bytes)
         result: dict[str, Any] = {"events": [json.loads(t) for t in texts], "more": cursor < self.hub.last_seq,
@@ -100,9 +108,11 @@ class Dispatcher:
         return result
 
     def cmd_list_runs(self, caller: Caller, limit: int = 50) -> list[dict[str, Any]]:
+        """The ``limit`` most recent runs from the journal, newest first."""
         return self.runs.list(limit)
 
     def cmd_get_run(self, caller: Caller, run_id: str) -> dict[str, Any]:
+        """One run's journal record; raises ProtocolError ``not_found`` for an unknown id."""
         record = self.runs.get(run_id)
         if record is None:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no run with id {run_id!r}")
@@ -110,29 +120,42 @@ class Dispatcher:
 
     # --- worker ----------------------------------------------------------------------
     def cmd_state(self, caller: Caller, **_: Any):
+        """An awaitable of :meth:`snapshot` (it never fails: without a worker the status is ``unavailable``)."""
         return self.snapshot()
 
     def cmd_run(self, caller: Caller, key: str, exp_info: dict | None = None, seed: int | None = None):
+        """Hand ``start_run`` to the worker; the awaitable yields ``run_id``, ``key`` and ``data_dir``.
+
+        Raises ProtocolError ``storage_unavailable`` at once while the journal cannot be written.
+        """
         if self.hub.storage_error is not None:
             raise ProtocolError(ErrorCode.STORAGE_UNAVAILABLE,
                                 f"no run can start while the journal cannot be written ({self.hub.storage_error})")
         return self.link.call("start_run", key=key, exp_info=exp_info or {}, seed=seed)
 
     def cmd_set_exp_info(self, caller: Caller, values: dict[str, Any]):
+        """Hand ``update_exp_info`` to the worker; the awaitable yields the whole expInfo after the change."""
         return self.link.call("update_exp_info", values=values)
 
     def cmd_add_experiment(self, caller: Caller, path: str, key: str | None = None):
+        """An awaitable registering ``path`` in the worker and remembering it for restarted workers."""
         return self.link.add_experiment(path, key)
 
     def cmd_setup_window(self, caller: Caller, **params: Any):
+        """Hand the given (non-None) window parameters to the worker, with the slow timeout (a reopen takes seconds)."""
         changes = {k: v for k, v in params.items() if v is not None}
         return self.link.call("setup_window", SLOW_TIMEOUT, params=changes)
 
     async def cmd_trials(self, caller: Caller, n: int = 1, start: int = 0) -> dict[str, Any]:
+        """``{current, future}``: the current trial and up to ``n`` after ``start``, asked of the worker at once.
+
+        Raises what the worker raises (``conflict`` when nothing runs).
+        """
         # both asked at once; gather consumes both answers even when one fails
         current, future = await asyncio.gather(self.link.call("current_trial"),
                                                self.link.call("future_trials", n=n, start=start))
         return {"current": current, "future": future}
 
     def cmd_abort(self, caller: Caller, grace: float = 2.0):
+        """An awaitable that stops the run and kills the worker if it has not ended after ``grace`` seconds."""
         return self.link.abort(grace)

@@ -44,6 +44,7 @@ def respond(status: int, reason: str, body: bytes, content_type: str = "text/pla
 
 
 def text(status: int, reason: str, message: str) -> Response:
+    """A plain-text, uncached response of ``message`` with the security headers."""
     return respond(status, reason, (message + "\n").encode(), extra=[("Cache-Control", "no-store")])
 
 
@@ -129,6 +130,11 @@ class HttpFront:
         ])
 
     def static(self, path: str) -> Response:
+        """The dashboard file at URL ``path`` (``/`` is ``index.html``), or a 404.
+
+        Nothing outside ``web_dir`` is ever served; HTML is ``no-cache``, the rest cached 5 minutes.
+        Reads the file on the loop thread (dashboard files are small).
+        """
         web = self.web_dir
         if web is None or not web.is_dir():
             return text(404, "Not Found", "no dashboard installed")

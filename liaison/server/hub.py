@@ -65,6 +65,7 @@ class Subscriber:
     cursor: int = 0  # last seq handled while catching up
 
     def wants(self, topic: str) -> bool:
+        """Whether an event of ``topic`` goes to this client (``all`` takes everything)."""
         topics = self.topics
         return ALL in topics or topic in topics
 
@@ -101,6 +102,7 @@ class Subscriber:
         return [(seq, text) for seq, text, _ in taken]
 
     def take_reply(self) -> str:
+        """The oldest queued reply (loop thread), its bytes released from the budget. Raises IndexError if none."""
         text, size = self.replies.popleft()
         self.queued_bytes -= size
         return text
@@ -136,6 +138,11 @@ class Hub:
 
     # called from any thread (the worker's reader) -------------------------------
     def push(self, event: Event) -> None:
+        """Queue an event for journalling and fan-out (any thread; never blocks on disk or clients).
+
+        One loop wake-up serves every event pushed before it runs; after the loop has
+        closed, events are dropped.
+        """
         self._incoming.append(event)
         with self._lock:
             if self._scheduled:
@@ -243,7 +250,7 @@ class Hub:
 
     @property
     def first_seq(self) -> int:
-        """Oldest event still in memory."""
+        """``seq`` of the oldest event in the memory buffer (``last_seq + 1`` when it is empty)."""
         return self.replay[0][0] if self.replay else self.last_seq + 1
 
     def oldest_available(self) -> int:
@@ -325,4 +332,5 @@ class Hub:
         return texts, gap, cursor
 
     def unsubscribe(self, client_id: str) -> None:
+        """Stop sending events to ``client_id`` (loop thread); unknown ids are ignored."""
         self.subscribers.pop(client_id, None)

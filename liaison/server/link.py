@@ -102,6 +102,7 @@ class SessionLink:
 
     @property
     def restarts(self) -> int:
+        """How many times the worker has been restarted (after a crash or an abort)."""
         return self.host.restarts
 
     def _exited(self, code: int | None) -> None:
@@ -147,6 +148,11 @@ class SessionLink:
 
     # --- events (hub listener, loop thread, after the event is journalled) --------------------
     def on_event(self, event: Event) -> None:
+        """Keep what must outlive the worker (loop thread, after the event is journalled).
+
+        Session-wide expInfo changes are saved for the next worker; the end of a run the
+        worker died under starts rebuilding its data from the journal, in an executor.
+        """
         if event.type == "exp_info_changed" and event.run_id is None:
             self.journal.set_state("params", event.exp_info)
         elif event.type in ("run_finished", "run_failed") and event.run_id in self.host.lost_runs:

@@ -12,6 +12,7 @@ class TokenRedactor(logging.Filter):
     """Replaces token values in a record's message with ``***`` (the record still goes out)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Replace token values in the record's message with ``***``; always True (the record is kept)."""
         message = record.getMessage()
         if "token" in message or "Bearer" in message:
             record.msg = _TOKEN.sub(lambda m: f"{m.group(1)}***{m.group(2)}" if m.group(1) else f"{m.group(3)}***",

@@ -84,6 +84,7 @@ class Damage:
         return bool(self.wal_bytes_discarded or self.wal_frames_discarded or self.problems)
 
     def describe(self) -> str:
+        """One human sentence of what was discarded or found broken, or ``no damage``."""
         parts = []
         if self.wal_frames_discarded or self.wal_bytes_discarded:
             parts.append(f"an incomplete write at the end of the journal was discarded "
@@ -228,6 +229,7 @@ class Journal:
 
     @classmethod
     def in_dir(cls, data_dir: str | Path, **options: Any) -> "Journal":
+        """The journal at ``data_dir/journal.sqlite``, with the same ``options`` as the constructor."""
         return cls(Path(data_dir) / JOURNAL_FILE, **options)
 
     def _checkpoint_loop(self, interval: float = 1.0) -> None:
@@ -247,6 +249,7 @@ class Journal:
             db.close()
 
     def close(self) -> None:
+        """Stop the checkpoint thread (up to 5 s) and close the database; the journal is unusable after."""
         self._closing.set()
         if self._checkpointer is not None:
             self._checkpointer.join(5)
@@ -321,6 +324,7 @@ class Journal:
                 raise
 
     def set_state(self, name: str, value: Any) -> None:
+        """Store ``value`` (as JSON, ``str`` for what JSON cannot take) under ``name``, replacing any earlier one."""
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO state (name, value) VALUES (?, ?)",
                              (name, json.dumps(value, default=str)))
@@ -331,18 +335,22 @@ class Journal:
         return rows[0] if rows else None
 
     def get_state(self, name: str, default: Any = None) -> Any:
+        """The value stored under ``name`` by :meth:`set_state`, or ``default``."""
         row = self._one("SELECT value FROM state WHERE name = ?", (name,))
         return json.loads(row[0]) if row else default
 
     @property
     def last_seq(self) -> int:
+        """The newest journalled event's ``seq``, 0 when there is none."""
         return self._one("SELECT MAX(seq) FROM events")[0] or 0
 
     @property
     def first_seq(self) -> int:
+        """The oldest journalled event's ``seq``, 0 when there is none."""
         return self._one("SELECT MIN(seq) FROM events")[0] or 0
 
     def count_events(self, after: int, before: int) -> int:
+        """How many journalled events have ``after < seq < before``."""
         return self._one("SELECT COUNT(*) FROM events WHERE seq > ? AND seq < ?", (after, before))[0]
 
     def event_texts(self, after: int, before: int | None = None, topics: set[str] | None = None,
@@ -406,14 +414,17 @@ class Journal:
         return [self._run_dict(r) for r in self._query(query)]
 
     def run(self, run_id: str) -> dict[str, Any] | None:
+        """One run's record (as :meth:`runs` gives them), or None."""
         row = self._one(f"SELECT {self.RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
         return self._run_dict(row) if row else None
 
     def unfinished_runs(self) -> list[dict[str, Any]]:
+        """Runs with no journalled end (the worker or server died under them), oldest first."""
         rows = self._query(f"SELECT {self.RUN_COLUMNS} FROM runs WHERE status != 'ended' ORDER BY first_seq")
         return [self._run_dict(r) for r in rows]
 
     def commands(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The ``limit`` most recent commands, newest first, with their arguments decoded."""
         rows = self._query(
             "SELECT time, client_id, client_name, role, cmd, args, request_id FROM commands ORDER BY id DESC LIMIT ?",
             (limit,),

@@ -28,10 +28,13 @@ Publish = Callable[[Event], Any]
 
 @dataclass
 class RecoveryReport:
+    """What a recovery did: each rebuilt run (its ``rebuild_run`` result) and any journal damage."""
+
     runs: list[dict[str, Any]] = field(default_factory=list)
     damage: str | None = None
 
     def describe(self) -> str:
+        """One line for the damage and one per recovered run, or ``nothing to recover``."""
         lines = [f"journal damage: {self.damage}"] if self.damage else []
         for run in self.runs:
             lines.append(f"{run['run_id']}: ABORTED, {run['rows']} rows rebuilt into {run['csv'] or 'no file'}")

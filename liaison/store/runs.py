@@ -14,7 +14,9 @@ class RunHistory:
         self.journal = journal
 
     def list(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The ``limit`` most recent runs, newest first (all of them when ``limit`` is 0 or None)."""
         return self.journal.runs(limit)
 
     def get(self, run_id: str) -> dict[str, Any] | None:
+        """One run's record, or None for an unknown ``run_id``."""
         return self.journal.run(run_id)
