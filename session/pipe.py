@@ -16,6 +16,7 @@ Messages:
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import struct
 from typing import Any
@@ -42,9 +43,9 @@ def encode(message: Any) -> bytes:
 
 
 def _sanitised(value: Any) -> Any:
-    if isinstance(value, Event):
-        for name in getattr(type(value), "__dataclass_fields__", {}):
-            setattr(value, name, _sanitised(getattr(value, name)))
+    if isinstance(value, Event):  # its fields only (``type`` is a read-only class variable)
+        for item in dataclasses.fields(value):
+            setattr(value, item.name, _sanitised(getattr(value, item.name)))
         return value
     if isinstance(value, dict):
         return {str(k): _sanitised(v) for k, v in value.items()}

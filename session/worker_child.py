@@ -114,6 +114,8 @@ class WorkerChild:
                         self.sock.sendall(pipe.encode((pipe.BATCH, batch)))
                 except OSError:
                     return
+                except Exception:  # noqa: BLE001 - a message that cannot be sent must not silence the worker
+                    traceback.print_exc()
                 finally:
                     with self._count_lock:
                         self._unwritten -= queued

@@ -3,12 +3,12 @@
 from .aio import AsyncClient, AsyncRun, Event
 from .errors import (
     Busy, Conflict, ConnectionLost, ExperimentFailed, Forbidden, InternalError, InvalidArgs, InvalidJson,
-    InvalidMessage, LiaisonError, NotFound, StorageUnavailable, TooLarge, Unauthorized, UnknownCommand,
+    InvalidMessage, LiaisonError, NotFound, RequestTimeout, StorageUnavailable, TooLarge, Unauthorized, UnknownCommand,
 )
 from .sync import Client, Run
 
 __all__ = [
     "AsyncClient", "AsyncRun", "Busy", "Client", "Conflict", "ConnectionLost", "Event", "ExperimentFailed",
     "Forbidden", "InternalError", "InvalidArgs", "InvalidJson", "InvalidMessage", "LiaisonError", "NotFound",
-    "Run", "StorageUnavailable", "TooLarge", "Unauthorized", "UnknownCommand",
+    "RequestTimeout", "Run", "StorageUnavailable", "TooLarge", "Unauthorized", "UnknownCommand",
 ]

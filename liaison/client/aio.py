@@ -37,11 +37,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from ..protocol import ProtocolError
 from ..protocol.client import END_EVENTS, ClientCore, Event, Refused, Reply, Welcome
 from ..protocol.results import Aborted, ExperimentInfo, Pong, ReplayPage, RunAccepted, RunRecord, State
-from .errors import ConnectionLost, LiaisonError, Unauthorized, error_from_body
+from .errors import ConnectionLost, LiaisonError, RequestTimeout, Unauthorized, error_from_body
 from .tls import client_context, explain_connect_error
 
 log = logging.getLogger("liaison.client")
 BACKLOG = 10_000  # events kept for the first events() consumer, from connect on
+MAX_RUNS = 20  # runs whose events the client keeps (AsyncRun.events / rows)
 RETRY_FIRST, RETRY_MAX = 0.1, 1.0  # seconds between reconnection attempts
 
 
@@ -110,7 +111,8 @@ class AsyncClient:
         # right after the welcome) wait here for the first consumer.
         self._backlog: collections.deque | None = collections.deque(maxlen=BACKLOG)
         self._ended = False
-        self._run_events: dict[str, list[Event]] = {}
+        # The events of the most recent runs (MAX_RUNS of them), so a long-lived client stays bounded.
+        self._run_events: collections.OrderedDict[str, list[Event]] = collections.OrderedDict()
         self._run_waiters: dict[str, asyncio.Future] = {}
         self._reader: asyncio.Task | None = None
         self._closed = False
@@ -262,7 +264,13 @@ class AsyncClient:
     def _on_event(self, event: Event) -> None:
         run_id = event.run_id if event.event not in ("gap", "alert") else None
         if run_id is not None:
-            self._run_events.setdefault(run_id, []).append(event)
+            events = self._run_events.get(run_id)
+            if events is None:
+                events = self._run_events[run_id] = []
+                while len(self._run_events) > MAX_RUNS:
+                    old, _ = self._run_events.popitem(last=False)
+                    self._run_waiters.pop(old, None)
+            events.append(event)
             if event.event in END_EVENTS:
                 waiter = self._run_waiters.get(run_id)
                 if waiter is not None and not waiter.done():
@@ -312,13 +320,16 @@ class AsyncClient:
 
         Waits for a connection (while reconnecting) and for the reply, each up to ``timeout``
         (default: the client's). Raises ConnectionLost if the client is closed or the connection
-        drops first, and a bare TimeoutError when no reply comes in time: either way the
-        command may or may not have run.
+        drops first, and RequestTimeout (also a TimeoutError) when no reply comes in time:
+        either way the command may or may not have run.
         """
         if self._closed:
             raise ConnectionLost("client is closed")
         if not self._connected.is_set():
-            await asyncio.wait_for(self._connected.wait(), timeout or self.timeout)
+            try:
+                await asyncio.wait_for(self._connected.wait(), self.timeout if timeout is None else timeout)
+            except (asyncio.TimeoutError, TimeoutError):
+                raise RequestTimeout(f"not connected to {self.url}; {cmd} was not sent") from None
         try:
             request_id, text = self.core.request_text(cmd, args)
         except ProtocolError as exc:
@@ -331,7 +342,10 @@ class AsyncClient:
             self._pending.pop(request_id, None)
             raise ConnectionLost(f"connection lost while sending {cmd}") from exc
         try:
-            return await asyncio.wait_for(future, timeout or self.timeout)
+            return await asyncio.wait_for(future, self.timeout if timeout is None else timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise RequestTimeout(f"no reply to {cmd} within {self.timeout if timeout is None else timeout:g} s "
+                                 "(it may still have been carried out)") from None
         finally:
             self._pending.pop(request_id, None)
             self.core.pending.discard(request_id)

@@ -105,6 +105,12 @@ class ConnectionLost(LiaisonError):
     code = "connection_lost"
 
 
+class RequestTimeout(LiaisonError, TimeoutError):
+    """No reply came in time; the command may or may not have been carried out."""
+
+    code = "timeout"
+
+
 ERRORS: dict[str, type[LiaisonError]] = {
     cls.code: cls
     for cls in (InvalidJson, InvalidMessage, TooLarge, UnknownCommand, InvalidArgs, Unauthorized,

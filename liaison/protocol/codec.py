@@ -233,6 +233,23 @@ def reply_ok(request_id: str | int | None, result: Any = None) -> Reply:
     return Reply(id=request_id, ok=True, result=to_jsonable(result))
 
 
+class RawResult:
+    """A result that is already JSON text (e.g. a page of stored events): sent as it is, never re-parsed."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def reply_text(request_id: str | int | None, result: Any) -> str:
+    """The wire text of a successful reply; a :class:`RawResult` is spliced in without parsing it."""
+    if isinstance(result, RawResult):
+        return ('{"v":1,"type":"reply","id":' + json.dumps(request_id) + ',"ok":true,"result":' + result.text
+                + ',"error":null}')
+    return dumps(reply_ok(request_id, result))
+
+
 def reply_error(error: ProtocolError) -> Reply:
     """The reply telling a client about ``error`` (its id, code, message and details)."""
     return Reply(id=error.request_id, ok=False, error=ErrorBody(

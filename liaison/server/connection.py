@@ -21,12 +21,13 @@ from websockets.exceptions import ConnectionClosed
 
 from ..protocol import (
     OBSERVER_COMMANDS, Auth, CloseCode, ErrorCode, Gap, Goodbye, ProtocolError, Request, Welcome, dumps,
-    parse_client_message, reply_error, reply_ok, to_jsonable,
+    parse_client_message, reply_error, to_jsonable,
 )
 from .auth import Credentials
 from .clients import ClientInfo, ClientRegistry
 from .commandlog import CommandLog
 from .dispatch import Dispatcher
+from ..protocol.codec import reply_text
 from .hub import Hub, Subscriber
 from .link import error_from_worker
 
@@ -211,6 +212,8 @@ class ClientConnection:
 
     # --- in --------------------------------------------------------------------------------------
     def _handle(self, raw: str | bytes) -> None:
+        if self.subscriber is not None and self.subscriber.overflowed:
+            return  # being cut off for not reading: nothing more is worth answering
         request_id = None
         try:
             message = parse_client_message(raw, max_bytes=self.limits.max_message_bytes)
@@ -244,7 +247,7 @@ class ClientConnection:
 
     def _reply_now(self, request_id: Any, result: Any) -> None:
         try:
-            text = dumps(reply_ok(request_id, result))
+            text = reply_text(request_id, result)
         except Exception as exc:  # noqa: BLE001 - an unserialisable result is a server bug, said as such
             self.send_error(error_from_worker(exc, request_id))
             return

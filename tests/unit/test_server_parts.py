@@ -297,7 +297,9 @@ def test_dispatch_refuses_runs_while_storage_fails_and_pages_replays(parts):
         client_id, role, name = "c", "controller", None
         subscriber = type("S", (), {"topics": {"all"}})()
 
-    page = dispatcher.start(Caller, "replay", {"since": 0})
+    from liaison.protocol.codec import reply_text
+
+    page = json.loads(reply_text(1, dispatcher.start(Caller, "replay", {"since": 0})))["result"]
     assert page["more"] and 1 <= len(page["events"]) < 30 and page["next_since"] == page["events"][-1]["seq"]
     hub.storage_error = "OperationalError: database or disk is full"
     with pytest.raises(ProtocolError) as refused:
@@ -397,3 +399,14 @@ def test_blocking_client_has_the_async_clients_commands():
     for name in sync:
         assert list(sync[name].parameters) == list(async_[name].parameters), name
         assert sync[name].return_annotation == async_[name].return_annotation or name in ("run",), name
+
+
+def test_an_unpicklable_value_in_the_data_travels_as_its_repr():
+    """One object pickle refuses (a lambda in a row) once killed the worker's sender: nothing came back again."""
+    from session import pipe
+    from session.events import DataRows
+
+    event = DataRows(run_id="r", key="k", first_row=0, rows=[{"rt": 0.5, "callback": lambda: 1}])
+    (message,) = pipe.FrameDecoder().feed(pipe.encode(("event", event)))
+    row = message[1].rows[0]
+    assert row["rt"] == 0.5 and row["callback"].startswith("<function")
