@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -38,11 +37,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 import websockets  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.asyncio.server import serve  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
+from benchlib.stats import percentiles  # noqa: E402
 
 TOKEN = "bench-token-000000"
 WINDOW = {"size": [320, 240], "frame_rate": 60}
@@ -51,15 +52,6 @@ WORKER_COMMANDS = ("get_exp_info", "list_experiments")
 
 class BenchError(RuntimeError):
     pass
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    if not samples:
-        return {"n": 0}
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"n": len(ordered), "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": ordered[-1],
-            "mean": statistics.fmean(ordered)}
 
 
 def as_list(data) -> list:

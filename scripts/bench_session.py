@@ -22,7 +22,6 @@ import json
 import pickle
 import platform
 import queue
-import statistics
 import sys
 import tempfile
 import threading
@@ -32,15 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 from session.events import DataRows, Publisher, StatusChanged  # noqa: E402
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"n": len(ordered), "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": ordered[-1],
-            "mean": statistics.fmean(ordered)}
+from benchlib.stats import percentiles  # noqa: E402
 
 
 def bench_publish(n: int = 100_000) -> dict:

@@ -53,7 +53,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts"))
 
+from benchlib.stats import quantile  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 
@@ -268,10 +270,8 @@ def group_members(pgid: int) -> list[int]:
 # --- statistics -------------------------------------------------------------------------------
 
 def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    """The nearest-rank ``q`` quantile (benchlib.stats.quantile)."""
+    return quantile(values, q)
 
 
 def summary_ms(values: list[float]) -> dict[str, Any]:

@@ -6,6 +6,12 @@ import statistics
 from typing import Iterable
 
 
+def quantile(values: Iterable[float], q: float) -> float | None:
+    """The nearest-rank ``q`` quantile of ``values`` (None when there are none)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+
 def percentiles(samples: Iterable[float], scale: float = 1.0) -> dict[str, float]:
     """n, p50, p90, p99, max and mean of ``samples * scale`` (nearest-rank)."""
     ordered = sorted(x * scale for x in samples)

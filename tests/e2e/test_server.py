@@ -11,7 +11,7 @@ from websockets.sync.client import connect
 
 from conftest import read_csv, run_csv
 from liaison.client import Client, Conflict, Forbidden, Unauthorized
-from wsraw import Raw
+from rawclient import raw_session
 
 SMALL = {"n_trials": 3, "frames_per_trial": 2}
 LONG = {"n_trials": 100_000, "frames_per_trial": 10}
@@ -91,15 +91,21 @@ def test_abort_kills_a_hung_run_and_the_server_serves_the_next(server):
 def test_observer_reads_but_cannot_command(server):
     with Client(server.url, server.token, role="observer") as observer:
         assert observer.state()["status"] in ("idle", "running", "starting")
-        assert observer.list_runs() is not None
+        assert [r.run_id for r in observer.list_runs()] == [r["run_id"] for r in server.journal.runs(50)]
         for call in (lambda: observer.run("frames_demo"), observer.pause, observer.stop,
                      lambda: observer.annotate("hi"), lambda: observer.set_exp_info({"a": "b"})):
             with pytest.raises(Forbidden):
                 call()
         me = observer.welcome["client_id"]
         observer.ping()  # a read after the refusals: journalled within the flush interval
-    time.sleep(0.3)
-    journalled = [(c["cmd"], c["role"]) for c in server.journal.commands(500) if c["client_id"] == me]
+
+    def journalled():
+        return [(c["cmd"], c["role"]) for c in server.journal.commands(500) if c["client_id"] == me]
+
+    deadline = time.monotonic() + 10
+    while ("ping", "observer") not in journalled() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    journalled = journalled()
     assert ("pause", "observer") in journalled and ("run", "observer") in journalled, "refusals are on record"
     assert ("state", "observer") in journalled and ("list_runs", "observer") in journalled
     assert journalled[0] == ("ping", "observer"), "newest first, the read included"
@@ -110,14 +116,14 @@ def test_missing_or_wrong_token_is_refused(server):
         with pytest.raises(Unauthorized):
             with Client(server.url, token, reconnect=False):
                 pass
-    raw = connect(server.url)
-    json.loads(raw.recv(10))
-    raw.send(json.dumps({"v": 1, "type": "auth", "token": "nope"}))
-    reply = json.loads(raw.recv(10))
-    assert reply["error"]["code"] == "unauthorized"
-    with pytest.raises(ConnectionClosed) as closed:
-        while True:
-            raw.recv(10)
+    with connect(server.url) as raw:
+        json.loads(raw.recv(10))
+        raw.send(json.dumps({"v": 1, "type": "auth", "token": "nope"}))
+        reply = json.loads(raw.recv(10))
+        assert reply["error"]["code"] == "unauthorized"
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                raw.recv(10)
     assert closed.value.rcvd.code == 4001
 
 
@@ -131,16 +137,20 @@ def test_request_before_auth_and_auth_deadline(server):
 
 def test_foreign_origin_is_refused_same_origin_accepted(server):
     with pytest.raises(InvalidStatus) as refused:
-        connect(server.url, origin="http://evil.example")
+        with connect(server.url, origin="http://evil.example"):
+            pass
     assert refused.value.response.status_code == 403
     port = server.port
-    ok = Raw(server.url, server.token, origin=f"http://127.0.0.1:{port}")
-    assert ok.welcome["type"] == "welcome"
-    ok.close()
+    with raw_session(server.url, server.token, origin=f"http://127.0.0.1:{port}") as ok:
+        assert ok.welcome["type"] == "welcome"
 
 
 def test_bad_messages_get_typed_errors_and_the_connection_survives(server):
-    raw = Raw(server.url, server.token)
+    with raw_session(server.url, server.token) as raw:
+        bad_messages(raw)
+
+
+def bad_messages(raw):
     raw.ws.send("{not json")
     assert raw.reply_to(None)["error"]["code"] == "invalid_json"
     raw.ws.send(json.dumps({"v": 1, "type": "request", "id": "u1", "cmd": "fly", "args": {}}))
@@ -159,25 +169,22 @@ def test_bad_messages_get_typed_errors_and_the_connection_survives(server):
     raw.ws.send(json.dumps({"v": 1, "type": "request", "id": "c1", "cmd": "resume", "args": {}}))
     assert raw.reply_to("c1")["error"]["code"] == "conflict"
     assert raw.request("ping", request_id="alive")["ok"] is True
-    raw.close()
 
 
 def test_reconnect_with_since_replays_every_missed_event_in_order(server):
     with Client(server.url, server.token, role="observer") as steady, \
             Client(server.url, server.token) as controller:
-        first = Raw(server.url, server.token, role="observer")
-        start_seq = first.welcome["last_seq"]
-        run = controller.run("frames_demo", {"participant": "replay", "n_trials": 30, "frames_per_trial": 3})
-        received = []
-        while len(received) < 5:
-            received.extend(m for m in first.messages() if m.get("type") == "event")
-        first.close()  # disconnect mid-run
-        end = run.wait(timeout=60)
-        reconnected = Raw(server.url, server.token, role="observer", since=received[-1]["seq"])
-        assert reconnected.welcome["replay"] == "full"
-        while not any(m["seq"] >= end.seq for m in received):
-            received.extend(m for m in reconnected.messages() if m.get("type") == "event")
-        reconnected.close()
+        with raw_session(server.url, server.token, role="observer") as first:
+            start_seq = first.welcome["last_seq"]
+            run = controller.run("frames_demo", {"participant": "replay", "n_trials": 30, "frames_per_trial": 3})
+            received = []
+            while len(received) < 5:
+                received.extend(m for m in first.messages() if m.get("type") == "event")
+        end = run.wait(timeout=60)  # disconnected mid-run
+        with raw_session(server.url, server.token, role="observer", since=received[-1]["seq"]) as reconnected:
+            assert reconnected.welcome["replay"] == "full"
+            while not any(m["seq"] >= end.seq for m in received):
+                received.extend(m for m in reconnected.messages() if m.get("type") == "event")
         expected = [e.seq for e in collect(steady, lambda e: e.seq >= end.seq)]
         got = [m["seq"] for m in received if m["seq"] <= end.seq]
         assert got == sorted(set(got)), "in order, no duplicates"
@@ -185,30 +192,28 @@ def test_reconnect_with_since_replays_every_missed_event_in_order(server):
 
 
 def test_slow_client_is_cut_while_a_fast_one_gets_everything(server):
-    slow = Raw(server.url, server.token, role="observer", max_queue=1)
-    with Client(server.url, server.token) as fast:
-        text = "y" * 9_000  # near the 10,000-character limit of a note
-        n = 3000
-        first_seq = None
-        for i in range(n):
-            fast.annotate(f"{i}:{text}")
-        notes = []
-        for event in fast.events(timeout=30):
-            if event.event == "annotation" and event.data["text"].endswith(text):
-                notes.append(int(event.data["text"].split(":", 1)[0]))
-                first_seq = first_seq or event.seq
-                if len(notes) == n:
-                    break
-        assert notes == list(range(n))
-    closed = None
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            slow.ws.recv(5)
-    except ConnectionClosed as exc:
-        closed = exc
-    except TimeoutError:
-        pass
+    with raw_session(server.url, server.token, role="observer", max_queue=1) as slow:
+        with Client(server.url, server.token) as fast:
+            text = "y" * 9_000  # near the 10,000-character limit of a note
+            n = 3000
+            for i in range(n):
+                fast.annotate(f"{i}:{text}")
+            notes = []
+            for event in fast.events(timeout=30):
+                if event.event == "annotation" and event.data["text"].endswith(text):
+                    notes.append(int(event.data["text"].split(":", 1)[0]))
+                    if len(notes) == n:
+                        break
+            assert notes == list(range(n))
+        closed = None
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:
+                slow.ws.recv(5)
+        except ConnectionClosed as exc:
+            closed = exc
+        except TimeoutError:
+            pass
     assert closed is not None and closed.rcvd is not None and closed.rcvd.code == 4008
 
 
@@ -244,7 +249,9 @@ def test_client_with_since_hands_over_the_replay_to_its_first_event_iterator(ser
         run = controller.run("frames_demo", {"participant": "since", **SMALL})
         end = run.wait(timeout=60)
     with Client(server.url, server.token, role="observer", since=since) as late:
-        time.sleep(0.5)  # the replay has arrived before anyone iterates
+        deadline = time.monotonic() + 30  # the replay has arrived before anyone iterates
+        while (late.last_seq or 0) < end.seq and time.monotonic() < deadline:
+            time.sleep(0.01)
         seen = collect(late, lambda e: e.seq >= end.seq, timeout=10)
     assert [e.seq for e in seen] == list(range(since + 1, end.seq + 1))
     assert seen[-1].event == "run_finished" and seen[-1].run_id == run.run_id

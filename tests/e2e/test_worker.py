@@ -94,7 +94,7 @@ def test_control_commands_apply_while_run_holds_the_main_thread(host):
         host.request("start_run", key="frames_demo")
     assert busy.value.code == "busy"
     latency = host.request("pause", timeout=10)
-    assert latency >= 0
+    assert isinstance(latency, float) and 0 <= latency < 10, "seconds from the request to the frame that saw it"
     assert host.request("status") == "paused"
     host.request("add_data", name="worker_note", value=7)
     host.request("annotate", text="via worker")
@@ -152,14 +152,13 @@ def test_worker_death_is_detected_and_reported(host):
                            exp_info={"n_trials": 1000, "frames_per_trial": 10})
     run_id = started["run_id"]
     host.log.wait_for(lambda e: e.type == "status" and e.status == "running" and e.run_id == run_id)
-    pending = host.submit("current_trial")
+    pending = host.submit("probe")  # waits for the main thread, which the run holds: never answered
     os.kill(host.process.pid, signal.SIGKILL)
     end = host.log.wait_for(lambda e: getattr(e, "run_id", None) == run_id and e.type == "run_finished")
     assert end.outcome == "aborted" and "died" in host.lost_runs[run_id] and "-9" in host.lost_runs[run_id]
     host.log.wait_for(lambda e: e.type == "status" and e.status == "worker_exited")
-    if not pending.done() or pending.exception() is not None:
-        with pytest.raises(WorkerDied):
-            pending.result(10)
+    with pytest.raises(WorkerDied):
+        pending.result(10)
     assert not host.alive
     with pytest.raises(WorkerDied):
         host.request("ping")
