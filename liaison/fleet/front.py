@@ -61,8 +61,11 @@ class FleetFront:
     def __call__(self, connection, request) -> Response | None:
         settings = self.service.config.fleet
         headers = request.headers
-        if not host_allowed(headers.get("Host"), settings.host, settings.allowed_hosts):
-            return text(421, "Misdirected Request", f"host {headers.get('Host')!r} is not served here")
+        hosts = headers.get_all("Host")
+        if len(hosts) != 1 or len(headers.get_all("Origin")) > 1:
+            return text(400, "Bad Request", "a request names exactly one Host (and at most one Origin)")
+        if not host_allowed(hosts[0], settings.host, settings.allowed_hosts):
+            return text(421, "Misdirected Request", f"host {hosts[0]!r} is not served here")
         if headers.get("Upgrade", "").lower() == "websocket":
             origin = headers.get("Origin")
             if origin is not None and not origin_allowed(origin, headers.get("Host"), settings.allowed_origins):

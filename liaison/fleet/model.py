@@ -130,7 +130,7 @@ class FleetModel:
             participant = (data.get("exp_info") or {}).get("participant")
             tile.participant = None if participant is None else str(participant)
             tile.rows, tile.trial_n, tile.trial_total = 0, None, None
-            tile.last_row_at = when
+            tile.last_row_at = time.time()  # our clock: the booth's may differ
             tile.last_outcome = None
             self._raised.discard((name, "stalled"))
         elif kind == "data_rows":
