@@ -23,7 +23,7 @@ from .store import Ingest, Store, StoreError, redact
 log = logging.getLogger("liaison.fleet")
 BATCH_ROWS = 20_000  # rows (or events) per transaction at most
 MAX_BACKLOG = 200_000  # queued rows+events before links must stop reading
-LAG_SAMPLES = 50_000
+LAG_BINS = 60_000  # 1 ms bins up to a minute; a lag beyond that counts in the last bin
 
 
 def weight(item: Ingest) -> int:
@@ -48,7 +48,8 @@ class StoreWriter:
         self.rows_written = 0
         self.events_written = 0
         self.commits = 0
-        self.lags: collections.deque[float] = collections.deque(maxlen=LAG_SAMPLES)
+        self.lags = [0] * LAG_BINS  # histogram of commit lags of data rows, in ms: fixed size
+        self.lag_count = 0
         self.failing: str | None = None
         self._thread = threading.Thread(target=self._run, name="fleet-store", daemon=True)
         self._thread.start()
@@ -152,7 +153,8 @@ class StoreWriter:
             for item in batch:
                 stored[item.booth] = max(stored.get(item.booth, 0), item.seq)
                 if item.event == "data_rows":
-                    self.lags.append(now - item.time)
+                    self.lags[min(LAG_BINS - 1, max(0, int((now - item.time) * 1000)))] += 1
+                    self.lag_count += 1
             self.rows_written += rows
             self.events_written += len(batch)
             self.commits += 1
@@ -180,7 +182,23 @@ class StoreWriter:
 
     # --- figures ------------------------------------------------------------------------------
     def lag_percentile(self, p: float) -> float | None:
-        samples = sorted(self.lags)
-        if not samples:
-            return None
-        return samples[min(len(samples) - 1, int(p / 100 * len(samples)))]
+        """The p-th percentile of the lag from a row's booth time to its commit, in seconds (1 ms bins)."""
+        return percentile(self.lags, p)
+
+    def lag_histogram(self) -> dict[int, int]:
+        """``{ms: count}`` of the non-empty bins (for a benchmark to compare two moments)."""
+        return {ms: n for ms, n in enumerate(self.lags) if n}
+
+
+def percentile(bins, p: float) -> float | None:
+    """p-th percentile (seconds, upper edge of the bin) of a 1 ms histogram."""
+    total = sum(bins)
+    if not total:
+        return None
+    wanted = p / 100 * total
+    seen = 0
+    for ms, n in enumerate(bins):
+        seen += n
+        if seen >= wanted:
+            return (ms + 1) / 1000
+    return len(bins) / 1000
