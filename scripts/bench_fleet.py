@@ -95,6 +95,8 @@ class Dashboard:
                     message = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
                 except (asyncio.TimeoutError, TimeoutError):
                     continue
+                except websockets.exceptions.ConnectionClosed:
+                    return
                 if message.get("type") == "update":
                     self.updates += 1
                     self.tiles += len(message["booths"])

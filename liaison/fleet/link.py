@@ -25,6 +25,22 @@ from .writer import StoreWriter
 log = logging.getLogger("liaison.fleet")
 HEARTBEAT = 5.0  # s between pings (and trial queries while running)
 TRIALS_LOOKAHEAD = 10_000
+COMMAND_TIMEOUT = 60.0  # s: a run's start loads the experiment first
+
+
+class FleetClient(AsyncClient):
+    """An AsyncClient that keeps no per-run history of events.
+
+    The plain client remembers every event of every run (for ``AsyncRun``); a
+    fleet follows booths for weeks, so it hands each event on and forgets it:
+    memory stays bounded however many runs go by.
+    """
+
+    def _on_event(self, event) -> None:
+        if self.last_seq is not None and event.seq <= self.last_seq:
+            return  # already seen (replay overlap after a reconnect)
+        self.last_seq = event.seq
+        self._broadcast(event)
 
 
 class Resync(Exception):
@@ -39,7 +55,7 @@ class BoothLink:
         self.name = booth.name
         self.model = model
         self.writer = writer
-        self.client: AsyncClient | None = None
+        self.client: FleetClient | None = None
         self.session_id: str | None = None
         self.queued_seq: int | None = None  # last event handed to the writer, this session
         self._snapshot_seq = 0
@@ -111,7 +127,7 @@ class BoothLink:
         if self.writer.full:
             await self.writer.drained()
         since = await self._since(self.session_id)
-        client = AsyncClient(self.booth.url, self.booth.token, role=self.booth.role, name="liaison-fleet",
+        client = FleetClient(self.booth.url, self.booth.token, role=self.booth.role, name="liaison-fleet",
                              since=since, reconnect=True, reconnect_for=3600.0, timeout=10.0)
         self.client = client
         await client.connect()
@@ -199,6 +215,7 @@ class BoothLink:
             raise LiaisonError(f"the fleet only observes booth {self.name} (role = \"observer\")",
                                code="forbidden")
         try:
-            return await client.request(cmd, timeout=15.0, **args)
+            return await client.request(cmd, timeout=COMMAND_TIMEOUT, **args)
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise LiaisonError(f"booth {self.name} did not answer {cmd} within 15 s", code="timeout") from exc
+            raise LiaisonError(f"booth {self.name} did not answer {cmd} within {COMMAND_TIMEOUT:g} s",
+                               code="timeout") from exc

@@ -136,7 +136,7 @@ async def fleet_request(fleet: Fleet, cmd: str, args: dict) -> dict:
         assert welcome["type"] == "welcome"
         await ws.send(json.dumps({"type": "request", "id": 7, "cmd": cmd, "args": args}))
         while True:
-            message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            message = json.loads(await asyncio.wait_for(ws.recv(), 90))
             if message["type"] == "reply":
                 assert message["id"] == 7
                 return message
@@ -210,15 +210,15 @@ def test_the_page_shows_every_booth_and_start_on_all_reaches_each(lab):
         expect(tiles).to_have_count(3, timeout=20_000)
         for name in BOOTHS:
             tile = page.locator(f'article[data-booth="{name}"]')
-            expect(tile.locator('[data-field="contact"]')).to_have_text("connected", timeout=20_000)
-            expect(tile.locator('[data-field="status"]')).to_have_text("idle", timeout=20_000)
+            expect(tile.locator('[data-field="contact"]')).to_have_text("connected", timeout=30_000)
+            expect(tile.locator('[data-field="status"]')).to_have_text("idle", timeout=30_000)
         expect(page.locator("#experiment option[value=rt_demo]")).to_have_count(1)
         page.select_option("#experiment", "rt_demo")
         page.check("#select-all")
         for name in BOOTHS:
             page.fill(f'input[aria-label="participant for {name}"]', f"p-{name}")
         page.click("#start")
-        expect(page.locator("#action-result")).to_contain_text("start: done on", timeout=30_000)
+        expect(page.locator("#action-result")).to_contain_text("start: done on", timeout=90_000)
         for name in BOOTHS:
             tile = page.locator(f'article[data-booth="{name}"]')
             expect(tile.locator('[data-field="participant"]')).to_have_text(f"p-{name}", timeout=30_000)

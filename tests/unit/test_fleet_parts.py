@@ -114,3 +114,16 @@ def test_model_raises_silent_and_stalled_alerts_once():
     assert model.tiles["a"].contact == "no contact"
     model.event("a", "run_failed", 3, 101.0, {"run_id": "r", "key": "k", "error": "boom", "traceback": ""})
     assert model.alerts[-1].kind == "failed" and "boom" in model.alerts[-1].message
+
+
+def test_the_fleet_client_forgets_events_once_handed_on():
+    """A fleet follows booths for weeks: its client must not keep every run's events (AsyncClient does)."""
+    from liaison.client.aio import Event
+    from liaison.fleet.link import FleetClient
+
+    client = FleetClient("ws://127.0.0.1:1/", "t", since=0)
+    for seq in range(1, 1001):
+        client._on_event(Event(seq, "data_rows", 0.0, {"run_id": f"r{seq % 7}", "rows": [{}]}))
+    client._on_event(Event(500, "data_rows", 0.0, {"run_id": "r1"}))  # a replayed one: dropped
+    assert client._run_events == {}
+    assert len(client._backlog) == 1000 and client.last_seq == 1000
