@@ -59,7 +59,7 @@ def liaison() -> list[str]:
 def stats(port: int) -> dict:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/api/stats",
                                      headers={"Authorization": f"Bearer {TOKEN}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
 

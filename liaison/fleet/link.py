@@ -25,6 +25,7 @@ from .writer import StoreWriter
 log = logging.getLogger("liaison.fleet")
 HEARTBEAT = 5.0  # s between pings (and trial queries while running)
 TRIALS_LOOKAHEAD = 10_000
+FAIR_SHARE = 256  # events handled before letting other tasks run
 COMMAND_TIMEOUT = 60.0  # s: a run's start loads the experiment first
 
 
@@ -156,7 +157,13 @@ class BoothLink:
 
     async def _consume(self, client: AsyncClient) -> None:
         writer, name, model = self.writer, self.name, self.model
+        handled = 0
         async for event in client.events():
+            handled += 1
+            if handled % FAIR_SHARE == 0:
+                # A queue that is never empty (a long replay) would never let go of the loop:
+                # give the other booths, the pings and the dashboards their turn.
+                await asyncio.sleep(0)
             if client.welcome is not self._welcomed:  # the client reconnected by itself
                 if (client.hello or {}).get("session_id") != self.session_id:
                     raise Resync()
