@@ -378,9 +378,9 @@ def recover(
 
 @app.command()
 def fleet(
-    config: Path = typer.Argument(..., help="Fleet config (TOML): [fleet] and one [[booth]] per booth."),
-    store: Optional[str] = typer.Option(None, help="postgresql://... URL or SQLite file [default: from CONFIG]."),
-    port: Optional[int] = typer.Option(None, help="Port for the fleet dashboard [default: from CONFIG]."),
+    config: Path = typer.Argument(..., help="Fleet config (TOML): a \\[fleet] table, one \\[\\[booth]] per booth."),
+    store: Optional[str] = typer.Option(None, help="postgresql://... URL or SQLite file (default: from CONFIG)."),
+    port: Optional[int] = typer.Option(None, help="Port for the fleet dashboard (default: from CONFIG)."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
 ) -> None:
     """Follow many booths: one fleet dashboard, every booth's data in one central store."""

@@ -147,7 +147,10 @@ def one_size(base_url: str, booths: int, rate: float, warmup: float, window: flo
         s1, c1, d1, t1 = stats(port), rows_in(url), (dashboard.updates, dashboard.tiles), time.monotonic()
         sim.send_signal(signal.SIGTERM)
         sent = json.loads(sim.stdout.readline())
-        sim.wait(30)
+        try:
+            sim.wait(30)
+        except subprocess.TimeoutExpired:
+            sim.kill()
         began = time.monotonic()
         try:
             wait(lambda: rows_in(url) >= sent["sent_rows"], 120, "every sent row in PostgreSQL", interval=0.5)
@@ -174,14 +177,16 @@ def one_size(base_url: str, booths: int, rate: float, warmup: float, window: flo
             "sent_rows": sent["sent_rows"], "stored_rows": final, "duplicate_rows": duplicates,
             "complete": final == sent["sent_rows"] and duplicates == 0,
             "drain_s": None if drained is None else round(drained, 2),
+            "sent_rows_per_s": round(sent["sent_rows"] / sent["duration"], 1),
             "sim_late_ticks": sent["late_ticks"], "sim_ticks": sent["ticks"],
+            "load_average": os.getloadavg(),
         }
     finally:
         for process in (sim, fleet):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
-                    process.wait(30)
+                    process.wait(60)
                 except subprocess.TimeoutExpired:
                     process.kill()
 
@@ -196,6 +201,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(PROJECT / "artifacts" / "bench_fleet.json"))
     args = parser.parse_args()
     warmup, window = (2.0, 4.0) if args.quick else (5.0, 20.0)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the cluster and children on the way out
     cluster = None
     if args.store:
         base_url = args.store
@@ -206,7 +212,12 @@ def main() -> None:
     results = []
     try:
         for booths in [int(n) for n in args.booths.split(",")]:
-            result = one_size(base_url, booths, args.rate, warmup, window, work)
+            try:
+                result = one_size(base_url, booths, args.rate, warmup, window, work)
+            except Exception as exc:  # noqa: BLE001 - report the sizes that worked, and why this one did not
+                results.append({"booths": booths, "error": repr(exc)})
+                print(f"{booths:>4} booths: FAILED {exc!r}", flush=True)
+                continue
             results.append(result)
             print(f"{booths:>4} booths: offered {result['offered_rows_per_s']:>8.0f} rows/s, ingested "
                   f"{result['ingest_rows_per_s']:>8.0f} rows/s, lag p50 {result['lag_p50_s']} s p99 "
@@ -216,7 +227,7 @@ def main() -> None:
     finally:
         if cluster is not None:
             cluster.stop()
-    goal = next((r for r in results if r["booths"] == 200), None)
+    goal = next((r for r in results if r["booths"] == 200 and "error" not in r), None)
     report = {
         "benchmark": "bench_fleet", "quick": args.quick, "time": time.time(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

@@ -26,6 +26,7 @@ import asyncio
 import collections
 import copy
 import json
+import os
 import secrets
 import signal
 import sys
@@ -202,8 +203,8 @@ async def main() -> None:
     print(json.dumps({"sent_rows": sum(b.sent_rows for b in booths), "duration": duration,
                       "last_seq": {str(i): b.seq for i, b in enumerate(booths)},
                       "late_ticks": late_ticks, "ticks": ticks}), flush=True)
-    for server in servers:
-        server.close()
+    # Nothing to save: leave at once rather than wait for 200 servers' clients to say goodbye.
+    os._exit(0)
 
 
 if __name__ == "__main__":

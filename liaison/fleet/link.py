@@ -60,6 +60,7 @@ class BoothLink:
         self.session_id: str | None = None
         self.queued_seq: int | None = None  # last event handed to the writer, this session
         self._snapshot_seq = 0
+        self._welcomed: dict | None = None  # the welcome the model last took a snapshot from
         self._stopped = False
         self._task: asyncio.Task | None = None
         self._trial_total: tuple[str, int | None] | None = None

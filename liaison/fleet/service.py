@@ -46,6 +46,7 @@ UPDATE_INTERVAL = 0.2  # s between dashboard updates (changes are coalesced mean
 WATCH_INTERVAL = 1.0
 AUTH_TIMEOUT = 10.0
 MAX_MESSAGE = 1 << 16
+MAX_IN_FLIGHT = 16  # requests one dashboard may have unanswered
 
 
 class _Strict(BaseModel):
@@ -212,6 +213,10 @@ class FleetService:
         tasks: set[asyncio.Task] = set()
         try:
             async for raw in ws:
+                if len(tasks) >= MAX_IN_FLIGHT:
+                    await ws.send(json.dumps({"type": "reply", "id": None, "ok": False, "error": {
+                        "code": "busy", "message": f"at most {MAX_IN_FLIGHT} requests at a time"}}))
+                    continue
                 task = asyncio.get_running_loop().create_task(self._answer(ws, raw))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)

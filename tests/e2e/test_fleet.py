@@ -69,7 +69,7 @@ class Booth:
 class Fleet:
     """`liaison fleet CONFIG --store URL` as a real process."""
 
-    def __init__(self, base: Path, booths: list[Booth], store: str) -> None:
+    def __init__(self, base: Path, booths: list[Booth], store: str | None) -> None:
         self.config = base / "fleet.toml"
         self.port = free_port()
         lines = [f'[fleet]\nport = {self.port}\ntoken = "{FLEET_TOKEN}"\nsilent_after = 10\n']
@@ -81,8 +81,9 @@ class Fleet:
         self.log = base / "fleet.log"
 
     def start(self) -> None:
+        store = ["--store", self.store] if self.store else []  # none: the SQLite file beside the config
         self.process = subprocess.Popen(
-            [*liaison_command(), "fleet", str(self.config), "--store", self.store],
+            [*liaison_command(), "fleet", str(self.config), *store],
             stdout=subprocess.PIPE, stderr=open(self.log, "a"), text=True, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -222,16 +223,17 @@ def test_the_page_shows_every_booth_and_start_on_all_reaches_each(lab):
         for name in BOOTHS:
             tile = page.locator(f'article[data-booth="{name}"]')
             expect(tile.locator('[data-field="participant"]')).to_have_text(f"p-{name}", timeout=30_000)
-        for name in BOOTHS:  # the run ends on every booth, and the page shows its rows
+        runs = wait_for(lambda: (lambda found: found if len(found) == 3 and all(r[2] != "running" for r in found)
+                                 else None)(pg(url, "SELECT booth, participant, status, rows, run_id, error FROM runs "
+                                                   "WHERE participant LIKE 'p-%%' ORDER BY booth")),
+                        90, "the end of three runs in PostgreSQL")
+        assert [r[2] for r in runs] == ["finished"] * 3, f"a booth's run did not finish: {runs}"
+        for name in BOOTHS:  # the page shows every row of every booth's run
             tile = page.locator(f'article[data-booth="{name}"]')
-            expect(tile.locator('[data-field="rows"]')).to_have_text("10", timeout=60_000)
+            expect(tile.locator('[data-field="rows"]')).to_have_text("10", timeout=30_000)
         browser.close()
-    runs = wait_for(lambda: (lambda found: found if len(found) == 3 and all(r[2] == "finished" for r in found)
-                             else None)(pg(url, "SELECT booth, participant, status, rows, run_id FROM runs "
-                                               "WHERE participant LIKE 'p-%%' ORDER BY booth")),
-                    60, "three finished runs in PostgreSQL")
-    assert [(b, p, r) for b, p, _, r, _ in runs] == [(n, f"p-{n}", 10) for n in BOOTHS]
-    for booth, _, _, _, run_id in runs:
+    assert [(b, p, r) for b, p, _, r, _, _ in runs] == [(n, f"p-{n}", 10) for n in BOOTHS]
+    for booth, _, _, _, run_id, _ in runs:
         stored = pg(url, "SELECT row_index, row FROM trial_rows WHERE booth = %s AND run_id = %s "
                          "ORDER BY row_index", booth, run_id)
         journal = Journal.in_dir(lab["booths"][booth].data, readonly=True)
@@ -289,3 +291,29 @@ def test_kill_9_of_a_booth_and_of_the_fleet_mid_run_loses_and_repeats_nothing(la
             url, "SELECT seq, idx, row FROM data_rows WHERE booth = %s AND session_id = %s", name, session_id))
         assert got_rows == want_rows
     assert at_kill["booth-a"] < 40 and stored_rows("booth-a") == 40
+
+
+def test_a_fleet_with_the_default_sqlite_store_rebuilds_everything_from_the_booths(lab, tmp_path):
+    """No store configured: fleet.sqlite beside the config; an empty store fills from the booths' journals."""
+    import sqlite3
+
+    booths = list(lab["booths"].values())
+    second = Fleet(tmp_path, booths, store=None)
+    second.start()
+    try:
+        path = tmp_path / "fleet.sqlite"
+        for booth in booths:
+            journalled = set(booth.journal_events())
+
+            def stored(booth=booth):
+                with sqlite3.connect(path) as conn:
+                    return {seq for (seq,) in conn.execute("SELECT seq FROM events WHERE booth = ?", (booth.name,))}
+
+            wait_for(lambda booth=booth, journalled=journalled: journalled <= stored(booth), 60,
+                     f"{booth.name}'s journal in {path.name}")
+        with sqlite3.connect(path) as conn:
+            pg_rows = pg(lab["url"], "SELECT COUNT(*) FROM trial_rows")[0][0]
+            assert conn.execute("SELECT COUNT(*) FROM trial_rows").fetchone()[0] == pg_rows > 0
+            assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == 2
+    finally:
+        stop_serve(second.process)
