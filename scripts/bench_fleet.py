@@ -102,6 +102,41 @@ class Dashboard:
                     self.tiles += len(message["booths"])
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def postgres_pids(cluster: PostgresCluster | None) -> list[int]:
+    """The postmaster and all its children (backends, writer, WAL writer...)."""
+    if cluster is None:
+        return []
+    try:
+        postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError):
+        return []
+    pids = [postmaster]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    pids.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return pids
+
+
+def cpu_of(groups: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
+
+
 def hist_diff(after: dict, before: dict) -> list[int]:
     bins = [0] * 60_000
     for ms, n in after.items():
@@ -114,7 +149,8 @@ def rows_in(url: str) -> int:
         return conn.execute("SELECT COUNT(*) FROM data_rows").fetchone()[0]
 
 
-def one_size(base_url: str, booths: int, rate: float, warmup: float, window: float, work: Path) -> dict:
+def one_size(base_url: str, booths: int, rate: float, warmup: float, window: float, work: Path,
+             cluster: PostgresCluster | None = None) -> dict:
     database = f"bench_{booths}_{os.getpid()}"
     with psycopg.connect(base_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {database}")
@@ -142,18 +178,18 @@ def one_size(base_url: str, booths: int, rate: float, warmup: float, window: flo
         wait(lambda: stats(port)["dashboards"] == 1, 30, "the dashboard")
         sim.send_signal(signal.SIGUSR1)
         time.sleep(warmup)  # the warm-up is a duration, not a condition
+        groups = {"fleet": [fleet.pid], "simulator": [sim.pid], "postgresql": postgres_pids(cluster)}
         s0, c0, d0, t0 = stats(port), rows_in(url), (dashboard.updates, dashboard.tiles), time.monotonic()
+        cpu0 = cpu_of(groups)
         time.sleep(window)
         s1, c1, d1, t1 = stats(port), rows_in(url), (dashboard.updates, dashboard.tiles), time.monotonic()
+        cpu1 = cpu_of(groups)
+        groups["postgresql"] = postgres_pids(cluster)  # backends that started meanwhile are not counted
         sim.send_signal(signal.SIGTERM)
-        sent = json.loads(sim.stdout.readline())
-        try:
-            sim.wait(30)
-        except subprocess.TimeoutExpired:
-            sim.kill()
+        sent = json.loads(sim.stdout.readline())  # it stopped sending; it still serves replays
         began = time.monotonic()
         try:
-            wait(lambda: rows_in(url) >= sent["sent_rows"], 120, "every sent row in PostgreSQL", interval=0.5)
+            wait(lambda: rows_in(url) >= sent["sent_rows"], 180, "every sent row in PostgreSQL", interval=0.5)
             drained = time.monotonic() - began
         except RuntimeError:
             drained = None
@@ -162,6 +198,7 @@ def one_size(base_url: str, booths: int, rate: float, warmup: float, window: flo
             duplicates = conn.execute("SELECT COUNT(*) FROM (SELECT booth, session_id, run_id, row_index "
                                       "FROM data_rows GROUP BY 1, 2, 3, 4 HAVING COUNT(*) > 1) d").fetchone()[0]
         dashboard.stop = True
+        sim.send_signal(signal.SIGTERM)
         lags = hist_diff(s1["lag_histogram_ms"], s0["lag_histogram_ms"])
         elapsed = t1 - t0
         return {
@@ -178,6 +215,10 @@ def one_size(base_url: str, booths: int, rate: float, warmup: float, window: flo
             "complete": final == sent["sent_rows"] and duplicates == 0,
             "drain_s": None if drained is None else round(drained, 2),
             "sent_rows_per_s": round(sent["sent_rows"] / sent["duration"], 1),
+            # CPU cost per 1000 rows ingested in the window: what the machine's load cannot distort much.
+            "cpu_ms_per_1000_rows": {name: round(1000 * 1000 * (cpu1[name] - cpu0[name]) / max(1, c1 - c0), 1)
+                                     for name in cpu0},
+            "cpu_share_in_window": {name: round((cpu1[name] - cpu0[name]) / elapsed, 2) for name in cpu0},
             "sim_late_ticks": sent["late_ticks"], "sim_ticks": sent["ticks"],
             "load_average": os.getloadavg(),
         }
@@ -213,7 +254,7 @@ def main() -> None:
     try:
         for booths in [int(n) for n in args.booths.split(",")]:
             try:
-                result = one_size(base_url, booths, args.rate, warmup, window, work)
+                result = one_size(base_url, booths, args.rate, warmup, window, work, cluster)
             except Exception as exc:  # noqa: BLE001 - report the sizes that worked, and why this one did not
                 results.append({"booths": booths, "error": repr(exc)})
                 print(f"{booths:>4} booths: FAILED {exc!r}", flush=True)
@@ -223,7 +264,8 @@ def main() -> None:
                   f"{result['ingest_rows_per_s']:>8.0f} rows/s, lag p50 {result['lag_p50_s']} s p99 "
                   f"{result['lag_p99_s']} s, dashboard {result['dashboard_updates_per_s']} updates/s "
                   f"({result['dashboard_tiles_per_s']} tiles/s), complete {result['complete']} "
-                  f"(drained in {result['drain_s']} s)", flush=True)
+                  f"(drained in {result['drain_s']} s); CPU ms per 1000 rows {result['cpu_ms_per_1000_rows']}",
+                  flush=True)
     finally:
         if cluster is not None:
             cluster.stop()

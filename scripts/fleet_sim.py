@@ -15,8 +15,9 @@ row per ``data_rows`` event, as a real booth sends one per trial), then
 ``run_finished``, then the next run. Each event's ``time`` is the moment it
 was sent, so the fleet's lag figures are end to end.
 
-Prints one JSON line when all booths listen: ``{"ports": [...]}``; on
-SIGTERM it prints ``{"sent_rows": N, ...}`` and exits.
+Prints one JSON line when all booths listen: ``{"ports": [...]}``; starts
+sending on SIGUSR1; on SIGTERM it stops sending and prints ``{"sent_rows": N,
+...}``, but still answers (replays) until a second SIGTERM.
 """
 
 from __future__ import annotations
@@ -203,7 +204,10 @@ async def main() -> None:
     print(json.dumps({"sent_rows": sum(b.sent_rows for b in booths), "duration": duration,
                       "last_seq": {str(i): b.seq for i, b in enumerate(booths)},
                       "late_ticks": late_ticks, "ticks": ticks}), flush=True)
-    # Nothing to save: leave at once rather than wait for 200 servers' clients to say goodbye.
+    # Keep serving (replays for a fleet that is catching up) until the second SIGTERM; then leave
+    # at once rather than wait for 200 servers' clients to say goodbye.
+    stop.clear()
+    await stop.wait()
     os._exit(0)
 
 
