@@ -535,6 +535,19 @@ def recover(
         typer.echo(report.describe())
 
 
+@app.command()
+def fleet(
+    config: Path = typer.Argument(..., help="Fleet config (TOML): a \\[fleet] table, one \\[\\[booth]] per booth."),
+    store: Optional[str] = typer.Option(None, help="postgresql://... URL or SQLite file (default: from CONFIG)."),
+    port: Optional[int] = typer.Option(None, help="Port for the fleet dashboard (default: from CONFIG)."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Follow many booths: one fleet dashboard, every booth's data in one central store."""
+    from .fleet.cli import run_fleet
+
+    run_fleet(config, store, port, log_level, fail)
+
+
 def main() -> None:
     """Console entry point: run the CLI (with debug logging when ``LIAISON_DEBUG`` is set)."""
     if os.environ.get("LIAISON_DEBUG"):

@@ -131,3 +131,19 @@ def server(tmp_path_factory):
         running.url = thread.url
         running.token = config.token
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server of its own (see tests/pgcluster.py); fails loudly when it cannot start."""
+    from pgcluster import PostgresCluster
+
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001 - the test must fail (never skip) and say why
+        log = cluster.log()
+        cluster.stop()
+        pytest.fail(f"could not start a PostgreSQL test cluster: {exc}\n{log}", pytrace=False)
+    yield cluster
+    cluster.stop()

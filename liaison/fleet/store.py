@@ -1,0 +1,425 @@
+"""The central store: every booth's events and data rows, in PostgreSQL or SQLite.
+
+One schema for both engines (PostgreSQL via psycopg 3 when the store is a
+``postgresql://`` URL, otherwise an embedded SQLite file), created by
+versioned migrations recorded in ``schema_migrations``. Everything is keyed
+by ``(booth, session_id, seq)``: a booth's ``session_id`` belongs to its data
+folder and its ``seq`` numbers never repeat within it, so writing the same
+event twice (a replay after a reconnect, a restart of the fleet service) is a
+no-op, and ``booth_sessions.last_seq`` — written in the same transaction as
+the events — is where a restarted fleet service asks each booth to resume.
+
+Tables: ``events`` (every event; ``data_rows`` events without their rows),
+``data_rows`` (one row per trial row, as sent), ``runs`` (one per run: what,
+who, when, outcome, data files — the run's manifest), ``booth_sessions``
+(the resume cursors). The view ``trial_rows`` gives each run's trial rows,
+the latest send of each row index, with the booth, experiment and
+participant: ``SELECT * FROM trial_rows WHERE experiment = 'rt_demo'``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+END_STATUS = {"run_finished": "finished", "run_failed": "failed", "run_recovered": "recovered"}
+ROW_EVENT = "data_rows"
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written (bad URL, server down, newer schema...)."""
+
+
+@dataclass(slots=True)
+class Ingest:
+    """One booth event on its way into the store."""
+
+    booth: str
+    session_id: str
+    seq: int
+    event: str
+    time: float
+    data: dict[str, Any]
+
+
+# --- schema ----------------------------------------------------------------------------------
+# `{json}` is json in PostgreSQL and TEXT (JSON text) in SQLite; everything else is common SQL.
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (1, "booth sessions, events, runs and data rows", [
+        """CREATE TABLE booth_sessions (
+            booth TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            last_seq BIGINT NOT NULL DEFAULT 0,
+            first_seen DOUBLE PRECISION NOT NULL,
+            last_seen DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (booth, session_id))""",
+        """CREATE TABLE events (
+            booth TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            event TEXT NOT NULL,
+            time DOUBLE PRECISION NOT NULL,
+            run_id TEXT,
+            data {json} NOT NULL,
+            PRIMARY KEY (booth, session_id, seq))""",
+        "CREATE INDEX events_run ON events (booth, run_id)",
+        """CREATE TABLE runs (
+            booth TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            experiment TEXT NOT NULL,
+            participant TEXT,
+            exp_info {json} NOT NULL,
+            data_dir TEXT,
+            started DOUBLE PRECISION NOT NULL,
+            start_seq BIGINT NOT NULL,
+            ended DOUBLE PRECISION,
+            status TEXT NOT NULL,
+            outcome TEXT,
+            rows BIGINT,
+            data_files {json},
+            error TEXT,
+            PRIMARY KEY (booth, session_id, run_id))""",
+        "CREATE INDEX runs_experiment ON runs (experiment, started)",
+        """CREATE TABLE data_rows (
+            booth TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            idx INTEGER NOT NULL,
+            run_id TEXT NOT NULL,
+            row_index BIGINT NOT NULL,
+            time DOUBLE PRECISION NOT NULL,
+            row {json} NOT NULL,
+            PRIMARY KEY (booth, session_id, seq, idx))""",
+        "CREATE INDEX data_rows_run ON data_rows (booth, session_id, run_id, row_index, seq)",
+    ]),
+    (2, "trial_rows: each run's rows, the latest send of each row index", [
+        """CREATE VIEW trial_rows AS
+        SELECT booth, experiment, participant, run_id, row_index, time, row, session_id, seq
+        FROM (
+            SELECT d.booth, r.experiment, r.participant, d.run_id, d.row_index, d.time, d.row,
+                   d.session_id, d.seq,
+                   ROW_NUMBER() OVER (PARTITION BY d.booth, d.session_id, d.run_id, d.row_index
+                                      ORDER BY d.seq DESC, d.idx DESC) AS send
+            FROM data_rows d
+            JOIN runs r ON r.booth = d.booth AND r.session_id = d.session_id AND r.run_id = d.run_id
+        ) latest
+        WHERE send = 1""",
+    ]),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON; what JSON cannot hold (a date, a numpy scalar) becomes its text."""
+    return _ENCODER.encode(value)
+
+
+class Store:
+    """Base of both engines: migrations, cursors and idempotent batch writes.
+
+    Not thread-safe: one thread uses a store (the fleet service's writer).
+    """
+
+    dialect = "sql"
+    json_type = "TEXT"
+
+    def __init__(self) -> None:
+        self.conn: Any = None
+
+    # --- engine specifics (overridden) ------------------------------------------------------
+    def _sql(self, query: str) -> str:
+        return query
+
+    def _lock_for_migration(self, cur) -> None:
+        pass
+
+    def _insert_many(self, cur, table: str, columns: tuple[str, ...], rows: list[tuple],
+                     json_columns: tuple[str, ...] = ()) -> None:
+        marks = ", ".join("%s" for _ in columns)
+        cur.executemany(self._sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+                                  "ON CONFLICT DO NOTHING"), rows)
+
+    # --- schema ---------------------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        """Apply the migrations this store lacks, each in its own transaction; returns their versions."""
+        applied: list[int] = []
+        with self._transaction() as cur:
+            self._lock_for_migration(cur)
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                        "description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+        for version, description, statements in MIGRATIONS:
+            with self._transaction() as cur:
+                self._lock_for_migration(cur)
+                cur.execute(self._sql("SELECT 1 FROM schema_migrations WHERE version = %s"), (version,))
+                if cur.fetchone() is not None:
+                    continue
+                for statement in statements:
+                    cur.execute(statement.replace("{json}", self.json_type))
+                cur.execute(self._sql("INSERT INTO schema_migrations (version, description, applied_at) "
+                                      "VALUES (%s, %s, %s)"), (version, description, time.time()))
+                applied.append(version)
+        newest = self.version()
+        if newest > SCHEMA_VERSION:
+            raise StoreError(f"the store's schema is version {newest}, newer than this Liaison knows "
+                             f"({SCHEMA_VERSION}): upgrade Liaison")
+        return applied
+
+    def version(self) -> int:
+        with self._transaction() as cur:
+            cur.execute("SELECT MAX(version) FROM schema_migrations")
+            return cur.fetchone()[0] or 0
+
+    # --- cursors ----------------------------------------------------------------------------------
+    def cursors(self, booth: str) -> dict[str, int]:
+        """``{session_id: last_seq stored}`` for a booth."""
+        with self._transaction() as cur:
+            cur.execute(self._sql("SELECT session_id, last_seq FROM booth_sessions WHERE booth = %s"), (booth,))
+            return {session_id: last_seq for session_id, last_seq in cur.fetchall()}
+
+    def latest_session(self, booth: str) -> tuple[str, int] | None:
+        """The booth's most recently seen session and its stored ``last_seq``."""
+        with self._transaction() as cur:
+            cur.execute(self._sql("SELECT session_id, last_seq FROM booth_sessions WHERE booth = %s "
+                                  "ORDER BY last_seen DESC LIMIT 1"), (booth,))
+            row = cur.fetchone()
+            return (row[0], row[1]) if row else None
+
+    # --- writing -----------------------------------------------------------------------------------
+    def write(self, batch: Iterable[Ingest]) -> int:
+        """Store a batch in one transaction; events already stored are skipped. Returns rows offered."""
+        events, rows, starts, ends = [], [], [], []
+        cursors: dict[tuple[str, str], int] = {}
+        for item in batch:
+            data = item.data
+            run_id = data.get("run_id")
+            key = (item.booth, item.session_id)
+            cursors[key] = max(cursors.get(key, 0), item.seq)
+            if item.event == ROW_EVENT:
+                first = data.get("first_row", 0)
+                sent = data.get("rows") or []
+                for idx, row in enumerate(sent):
+                    rows.append((item.booth, item.session_id, item.seq, idx, run_id, first + idx, item.time,
+                                 dumps(row)))
+                data = {k: v for k, v in data.items() if k != "rows"} | {"n_rows": len(sent)}
+            events.append((item.booth, item.session_id, item.seq, item.event, item.time, run_id, dumps(data)))
+            if item.event == "run_started":
+                exp_info = data.get("exp_info") or {}
+                participant = exp_info.get("participant")
+                starts.append((item.booth, item.session_id, run_id, data.get("key") or "?",
+                               None if participant is None else str(participant), dumps(exp_info),
+                               data.get("data_dir"), item.time, item.seq, "running"))
+            elif item.event in END_STATUS and run_id:
+                ends.append((item.time, END_STATUS[item.event], data.get("outcome"), data.get("rows"),
+                             dumps(data.get("data_files") or []), data.get("error") or data.get("reason"),
+                             item.booth, item.session_id, run_id))
+        if not events:
+            return 0
+        now = time.time()
+        with self._transaction() as cur:
+            self._insert_many(cur, "events", ("booth", "session_id", "seq", "event", "time", "run_id", "data"),
+                              events, ("data",))
+            if rows:
+                self._insert_many(cur, "data_rows", ("booth", "session_id", "seq", "idx", "run_id", "row_index",
+                                                     "time", "row"), rows, ("row",))
+            if starts:
+                self._insert_many(cur, "runs", ("booth", "session_id", "run_id", "experiment", "participant",
+                                                "exp_info", "data_dir", "started", "start_seq", "status"),
+                                  starts, ("exp_info",))
+            if ends:
+                # A replayed end changes nothing: the values are the same ones.
+                cur.executemany(self._sql(
+                    f"UPDATE runs SET ended = %s, status = %s, outcome = %s, rows = %s, data_files = %s{self._cast()}, "
+                    "error = %s WHERE booth = %s AND session_id = %s AND run_id = %s"), ends)
+            cur.executemany(self._sql(
+                "INSERT INTO booth_sessions (booth, session_id, last_seq, first_seen, last_seen) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (booth, session_id) DO UPDATE SET "
+                "last_seq = CASE WHEN booth_sessions.last_seq > excluded.last_seq "
+                "THEN booth_sessions.last_seq ELSE excluded.last_seq END, last_seen = excluded.last_seen"),
+                [(booth, session_id, seq, now, now) for (booth, session_id), seq in cursors.items()])
+        return len(rows)
+
+    def _cast(self) -> str:
+        return ""
+
+    # --- reading (tests, tools) ------------------------------------------------------------------
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Run a read-only query (``%s`` placeholders) and return all its rows."""
+        with self._transaction() as cur:
+            cur.execute(self._sql(sql), params)
+            return cur.fetchall()
+
+    def _transaction(self):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class _SqliteTransaction:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Cursor:
+        self.conn.execute("BEGIN IMMEDIATE")
+        self.cur = self.conn.cursor()
+        return self.cur
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+        self.cur.close()
+
+
+class SqliteStore(Store):
+    """The embedded default: one SQLite file (WAL; a commit is on disk before it returns)."""
+
+    dialect = "sqlite"
+    json_type = "TEXT"
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")  # a committed cursor must survive a power cut
+        self.conn.execute("PRAGMA busy_timeout=10000")
+
+    def _sql(self, query: str) -> str:
+        return query.replace("%s", "?")
+
+    def _transaction(self):
+        return _SqliteTransaction(self.conn)
+
+
+class PostgresStore(Store):
+    """PostgreSQL through psycopg 3; bulk rows go through COPY into a staging table."""
+
+    dialect = "postgresql"
+    json_type = "JSON"  # kept as sent (key order too); parsing into jsonb halves the ingest rate
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise StoreError("a PostgreSQL store needs psycopg 3: pip install 'liaison-session[fleet]'") from exc
+        self.url = url
+        try:
+            self.conn = psycopg.connect(url, autocommit=False, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
+        self._staged: set[str] = set()
+
+    def reconnect(self) -> None:
+        """A fresh connection after the old one broke (the server restarted, the network dropped)."""
+        import psycopg
+
+        if self.conn is not None and not self.conn.closed and not self.conn.broken:
+            return
+        try:
+            self.conn = psycopg.connect(self.url, autocommit=False, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
+        self._staged = set()
+
+    def _lock_for_migration(self, cur) -> None:
+        # Two fleet services starting together must not both run a migration.
+        cur.execute("SELECT pg_advisory_xact_lock(7246001)")
+
+    def _cast(self) -> str:
+        return "::json"
+
+    def _transaction(self):
+        return _PgTransaction(self.conn)
+
+    def _insert_many(self, cur, table: str, columns: tuple[str, ...], rows: list[tuple],
+                     json_columns: tuple[str, ...] = ()) -> None:
+        stage = f"stage_{table}"
+        if stage not in self._staged:
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) "
+                        "ON COMMIT DELETE ROWS")
+            for column in json_columns:
+                cur.execute(f"ALTER TABLE {stage} ALTER COLUMN {column} TYPE TEXT")
+            self._staged.add(stage)
+        names = ", ".join(columns)
+        # Most batches hold nothing stored before: COPY straight into the table. Only when that
+        # meets a row already there (a replay) do the rows go through the staging table and skip it.
+        import psycopg
+
+        try:
+            with self.conn.transaction():  # a savepoint: a duplicate undoes only this attempt
+                with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            return
+        except psycopg.errors.UniqueViolation:
+            pass
+        with cur.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        select = ", ".join(f"{c}::json" if c in json_columns else c for c in columns)
+        cur.execute(f"INSERT INTO {table} ({names}) SELECT {select} FROM {stage} ON CONFLICT DO NOTHING")
+
+
+class _PgTransaction:
+    def __init__(self, conn) -> None:
+        self.conn = conn
+
+    def __enter__(self):
+        self.cur = self.conn.cursor()
+        return self.cur
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.conn.commit()
+            else:
+                self.conn.rollback()
+        finally:
+            self.cur.close()
+
+
+def open_store(url: str | Path) -> Store:
+    """A migrated store: ``postgresql://...`` (or ``postgres://``), else a SQLite file path."""
+    text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        store: Store = PostgresStore(text)
+    else:
+        if text.startswith("sqlite:///"):
+            text = text[len("sqlite:///"):]
+        store = SqliteStore(text)
+    try:
+        store.migrate()
+    except StoreError:
+        store.close()
+        raise
+    except Exception as exc:  # noqa: BLE001 - any engine error: say which store
+        store.close()
+        raise StoreError(f"cannot prepare the store {redact(text)}: {exc}") from exc
+    return store
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url

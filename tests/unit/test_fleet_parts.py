@@ -1,0 +1,129 @@
+"""The fleet's pieces that need no socket: config checks, the SQLite store, Host checks, the model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from liaison.fleet.config import ConfigError, load_config, parse_config
+from liaison.fleet.front import host_allowed
+from liaison.fleet.model import FleetModel
+from liaison.fleet.store import SCHEMA_VERSION, Ingest, open_store
+
+
+def a_run(booth="b1", session="s1", first_seq=1, rows=3, run_id="r1", participant="p01"):
+    events = [Ingest(booth, session, first_seq, "run_started", 10.0,
+                     {"run_id": run_id, "key": "rt_demo", "exp_info": {"participant": participant}, "data_dir": "/d"})]
+    for i in range(rows):
+        events.append(Ingest(booth, session, first_seq + 1 + i, "data_rows", 11.0 + i,
+                             {"run_id": run_id, "key": "rt_demo", "first_row": i, "rows": [{"rt": 0.3 + i}]}))
+    events.append(Ingest(booth, session, first_seq + 1 + rows, "run_finished", 20.0,
+                         {"run_id": run_id, "key": "rt_demo", "outcome": "completed", "rows": rows,
+                          "data_files": ["x.csv"], "duration": 9.0}))
+    return events
+
+
+def test_sqlite_store_is_migrated_once_and_writes_are_idempotent(tmp_path):
+    store = open_store(tmp_path / "fleet.sqlite")
+    assert store.version() == SCHEMA_VERSION
+    events = a_run()
+    store.write(events)
+    store.write(events[1:3])  # a replay overlapping what is stored
+    store.write(events)
+    assert store.query("SELECT COUNT(*) FROM events") == [(len(events),)]
+    assert store.query("SELECT COUNT(*) FROM data_rows") == [(3,)]
+    rows = store.query("SELECT booth, experiment, participant, row_index, row FROM trial_rows ORDER BY row_index")
+    assert [(b, e, p, i, json.loads(r)) for b, e, p, i, r in rows] == [
+        ("b1", "rt_demo", "p01", i, {"rt": 0.3 + i}) for i in range(3)]
+    assert store.query("SELECT status, outcome, rows FROM runs") == [("finished", "completed", 3)]
+    assert store.cursors("b1") == {"s1": len(events)}
+    store.close()
+    again = open_store(tmp_path / "fleet.sqlite")  # reopening applies nothing twice
+    assert again.migrate() == []
+    assert again.latest_session("b1") == ("s1", len(events))
+    again.close()
+
+
+def test_trial_rows_shows_the_latest_send_of_a_row(tmp_path):
+    store = open_store(tmp_path / "fleet.sqlite")
+    events = a_run(rows=2)
+    resend = Ingest("b1", "s1", 99, "data_rows", 30.0,
+                    {"run_id": "r1", "key": "rt_demo", "first_row": 1, "rows": [{"rt": 9.9}]})
+    store.write([*events, resend])
+    rows = store.query("SELECT row_index, row FROM trial_rows ORDER BY row_index")
+    assert [(i, json.loads(r)) for i, r in rows] == [(0, {"rt": 0.3}), (1, {"rt": 9.9})]
+    store.close()
+
+
+def test_the_cursor_never_moves_back(tmp_path):
+    store = open_store(tmp_path / "fleet.sqlite")
+    events = a_run()
+    store.write(events)
+    store.write(events[:2])  # an old replay
+    assert store.cursors("b1") == {"s1": events[-1].seq}
+    store.close()
+
+
+def test_config_reads_toml_and_names_the_wrong_field(tmp_path):
+    path = tmp_path / "fleet.toml"
+    path.write_text('[fleet]\nport = 0\ntoken = "a-long-fleet-token"\n\n'
+                    '[[booth]]\nname = "booth-1"\nurl = "ws://127.0.0.1:9001/"\ntoken = "t1"\n\n'
+                    '[[booth]]\nname = "booth-2"\nurl = "ws://127.0.0.1:9002/"\nrole = "observer"\n')
+    config = load_config(path)
+    assert [b.name for b in config.booth] == ["booth-1", "booth-2"]
+    assert config.booth[1].dashboard == "http://127.0.0.1:9002/"
+    assert config.store_url() == str(tmp_path / "fleet.sqlite")
+    with pytest.raises(ConfigError, match=r"booth\[1\]\.url"):
+        parse_config({"booth": [{"name": "a", "url": "ws://h/"}, {"name": "b", "url": "http://h/"}]})
+    with pytest.raises(ConfigError, match="repeated: a"):
+        parse_config({"booth": [{"name": "a", "url": "ws://h/"}, {"name": "a", "url": "ws://g/"}]})
+    with pytest.raises(ConfigError, match="only allowed when the fleet listens on loopback"):
+        parse_config({"fleet": {"host": "0.0.0.0", "no_auth": True}, "booth": [{"name": "a", "url": "ws://h/"}]})
+    with pytest.raises(ConfigError, match="booth"):
+        parse_config({"fleet": {}})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        (tmp_path / "bad.toml").write_text("[fleet\n")
+        load_config(tmp_path / "bad.toml")
+
+
+def test_host_header_checks_defeat_dns_rebinding():
+    assert host_allowed("127.0.0.1:8800", "127.0.0.1", [])
+    assert host_allowed("localhost:8800", "127.0.0.1", [])
+    assert host_allowed("[::1]:8800", "::1", [])
+    assert not host_allowed("evil.example:8800", "127.0.0.1", [])
+    assert not host_allowed(None, "127.0.0.1", [])
+    assert host_allowed("fleet.lab:8800", "127.0.0.1", ["fleet.lab"])
+    assert not host_allowed("evil.example", "0.0.0.0", ["fleet.lab"])
+    assert host_allowed("10.0.0.5:8800", "0.0.0.0", [])
+
+
+def test_model_raises_silent_and_stalled_alerts_once():
+    config = parse_config({"booth": [{"name": "a", "url": "ws://h/"}]})
+    model = FleetModel(config.booth, silent_after=5, stall_after=10)
+    model.contact("a", "connected")
+    model.event("a", "run_started", 1, 100.0, {"run_id": "r", "key": "k", "exp_info": {"participant": "p"}})
+    model.event("a", "status", 2, 100.0, {"status": "running"})
+    now = model.tiles["a"].last_contact
+    model.check(now + 1)
+    assert not model.alerts
+    model.check(now + 11)
+    model.check(now + 12)
+    kinds = [a.kind for a in model.alerts]
+    assert kinds.count("silent") == 1 and kinds.count("stalled") == 1
+    assert model.tiles["a"].contact == "no contact"
+    model.event("a", "run_failed", 3, 101.0, {"run_id": "r", "key": "k", "error": "boom", "traceback": ""})
+    assert model.alerts[-1].kind == "failed" and "boom" in model.alerts[-1].message
+
+
+def test_the_fleet_client_forgets_events_once_handed_on():
+    """A fleet follows booths for weeks: its client must not keep every run's events (AsyncClient does)."""
+    from liaison.client.aio import Event
+    from liaison.fleet.link import FleetClient
+
+    client = FleetClient("ws://127.0.0.1:1/", "t", since=0)
+    for seq in range(1, 1001):
+        client._on_event(Event(seq, "data_rows", 0.0, {"run_id": f"r{seq % 7}", "rows": [{}]}))
+    client._on_event(Event(500, "data_rows", 0.0, {"run_id": "r1"}))  # a replayed one: dropped
+    assert client._run_events == {}
+    assert len(client._backlog) == 1000 and client.last_seq == 1000
