@@ -93,6 +93,7 @@ class RunFinished(Event):
     duration: float
     gc_max_pause: float = 0.0
     gc_max_boundary_pause: float = 0.0
+    exp_info: dict[str, Any] = field(default_factory=dict)  # as the run ended (experiments add keys)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -104,6 +105,7 @@ class RunFailed(Event):
     traceback: str
     rows: int = 0
     data_files: list[str] = field(default_factory=list)
+    exp_info: dict[str, Any] = field(default_factory=dict)  # as the run ended
 
 
 @dataclass(kw_only=True, slots=True)

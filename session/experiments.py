@@ -4,8 +4,9 @@ Discovery reads files without importing them: ``.psyexp`` files are parsed
 as XML and Builder-style ``.py`` scripts with :mod:`ast`, so a broken or
 malicious script cannot run code just by being listed. Loading imports a
 script by file path under a private module name, so an experiment can never
-shadow (or be shadowed by) an installed package; names that would shadow one
-once the experiment folder is on ``sys.path`` are refused all the same.
+shadow (or be shadowed by) an installed package whatever its file is called,
+and inside :func:`session.isolation.experiment_scope`, so its folder's own
+modules (``helpers.py``) are its own and ``sys.path`` is left as it was.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import json
 import os
 import sys
 import threading
@@ -23,6 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from .errors import ExperimentError, NotFound, PathOutsideRoot
+from .isolation import experiment_scope, preserved_sys_path
 
 BUILDER_FUNCTIONS = ("setupData", "run")
 OPTIONAL_FUNCTIONS = ("setupWindow", "setupDevices", "saveData", "endExperiment", "pauseExperiment")
@@ -223,51 +226,97 @@ def compile_psyexp(path: Path, cache_dir: Path) -> Path:
     script = cache_dir / f"{path.stem}_{digest[:16]}.py"
     if script.is_file():
         return script
-    with _compile_lock:
-        from psychopy import experiment as builder  # heavy: import only when compiling
-
-        exp = builder.Experiment()
-        try:
-            exp.loadFromXML(str(path))
-            exp.settings.params["Use version"].val = ""
-            code = exp.writeScript(target="PsychoPy")
-        except Exception as exc:  # Builder raises many kinds of errors
-            raise ExperimentError(f"could not compile {path.name}: {exc}") from exc
+    with _compile_lock, preserved_sys_path():  # Builder prepends its components folder
+        alerts: list[dict[str, Any]] = []
+        code = builder_script(path, alerts)
+        alerts_file(script).write_text(json.dumps(alerts, default=str), encoding="utf-8")
         tmp = script.with_suffix(".tmp")
         tmp.write_text(code, encoding="utf-8")
         tmp.replace(script)
     for stale in cache_dir.glob(f"{path.stem}_*.py"):
         if stale != script:
             stale.unlink(missing_ok=True)
+            alerts_file(stale).unlink(missing_ok=True)
     return script
 
 
-def load_module(experiment: Experiment, cache_dir: Path) -> ModuleType:
-    """Import the experiment's script under a private name; recompile only if it changed."""
-    clash = shadowed_module(experiment.path.stem, experiment.path.parent)
-    if clash:
-        raise ExperimentError(
-            f"experiment file {experiment.path.name} is named like the installed module "
-            f"'{clash}'; rename it so imports keep working"
-        )
+def alerts_file(script: Path) -> Path:
+    """Where the compiler's alerts for a cached script are kept (JSON list)."""
+    return script.with_name(script.stem + ".alerts.json")
+
+
+def compile_alerts(script: Path | None) -> list[dict[str, Any]]:
+    """The alerts recorded when ``script`` was compiled (empty if none or unknown)."""
+    if script is None:
+        return []
+    try:
+        return json.loads(alerts_file(script).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+
+
+def builder_script(path: Path, alerts: list | None = None) -> str:
+    """Builder's Python script for ``path``; with ``alerts``, append the compiler's alerts to it.
+
+    Alerts (e.g. 7105, a component from a plugin that is not installed) are
+    collected as dicts ``{code, msg, name, type}`` instead of going to stderr,
+    where nobody watching a server would see them. Caller holds
+    :data:`_compile_lock` and restores ``sys.path``.
+    """
+    from psychopy import experiment as builder  # heavy: import only when compiling
+    from psychopy.alerts import _alerts
+
+    class Collector(_alerts.BaseAlertHandler):
+        def receiveAlert(self, msg):  # noqa: N802 - PsychoPy's name
+            if alerts is not None:
+                alerts.append({"code": msg.code, "msg": msg.msg, "name": msg.name, "type": msg.type})
+
+    collector = Collector()
+    _alerts.addAlertHandler(collector)
+    exp = builder.Experiment()
+    try:
+        exp.loadFromXML(str(path))
+        exp.settings.params["Use version"].val = ""
+        return exp.writeScript(target="PsychoPy")
+    except Exception as exc:  # Builder raises many kinds of errors
+        raise ExperimentError(f"could not compile {path.name}: {exc}") from exc
+    finally:
+        _alerts.removeAlertHandler(collector)
+
+
+def module_name(experiment: Experiment) -> str:
+    """The private name an experiment's script is imported under (never an installed package's)."""
+    return "liaison_experiment_" + hashlib.sha1(str(experiment.path).encode()).hexdigest()[:12]
+
+
+def load_module(experiment: Experiment, cache_dir: Path, root: Path | None = None) -> ModuleType:
+    """Import the experiment's script under a private name; recompile only if it changed.
+
+    The import runs in the experiment's folder with that folder first on
+    ``sys.path`` (see :mod:`session.isolation`); modules it imports from
+    under ``root`` (default: its folder) are forgotten afterwards unless a
+    surrounding scope (a run) still needs them.
+    """
     script = compile_psyexp(experiment.path, cache_dir) if experiment.kind == "psyexp" else experiment.path
     digest = file_digest(script)
     if experiment.module is not None and digest == experiment.digest:
         return experiment.module
     folder = str(experiment.path.parent)
-    if folder not in sys.path:
-        sys.path.append(folder)  # appended: helpers next to it work, installed packages win
-    name = "liaison_experiment_" + hashlib.sha1(str(experiment.path).encode()).hexdigest()[:12]
+    name = module_name(experiment)
     spec = importlib.util.spec_from_file_location(name, script)
     if spec is None or spec.loader is None:
         raise ExperimentError(f"cannot import {script}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        with experiment_scope(folder, root or folder, keep=frozenset({name})):
+            spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(name, None)
         raise ExperimentError(f"importing {experiment.path.name} failed: {type(exc).__name__}: {exc}") from exc
+    except SystemExit as exc:  # a script that calls sys.exit()/core.quit() at import time
+        sys.modules.pop(name, None)
+        raise ExperimentError(f"importing {experiment.path.name} failed: it called sys.exit({exc.code!r})") from exc
     missing = [fn for fn in BUILDER_FUNCTIONS if not callable(getattr(module, fn, None))]
     if missing:
         raise ExperimentError(f"{experiment.path.name} lacks {', '.join(missing)}")

@@ -10,6 +10,7 @@ next frame (see :mod:`session.control`) and return a Future.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import random
 import secrets
@@ -30,8 +31,11 @@ from .events import (
     Annotated, DataAdded, DataRows, ExperimentAdded, ExpInfoChanged, Publisher, RunFailed,
     RunFinished, RunPaused, RunResumed, RunStarted, RunStopping, StatusChanged, TrialsChanged,
 )
-from .experiments import Experiment, defaults_from_module, discover, load_module, make_experiment
+from .experiments import (
+    Experiment, defaults_from_module, discover, load_module, make_experiment, module_name,
+)
 from .gcguard import GcGuard
+from .isolation import exit_outcome, experiment_scope
 from .mainloop import MainThreadQueue
 from .window import WindowHost, WindowParams
 
@@ -226,7 +230,7 @@ class Session:
         if existing is not None and existing.path != experiment.path:
             raise Conflict(f"key {experiment.key!r} is already used by {existing.path.relative_to(self.root)}")
         if load:
-            module = load_module(experiment, self.cache_dir)
+            module = load_module(experiment, self.cache_dir, self.root)
             experiment.exp_info = defaults_from_module(module)
         self._register(experiment)
         return experiment.describe(self.root)
@@ -291,10 +295,17 @@ class Session:
             raise Conflict("this run ticket is not the pending one")
         data_dir = self.data_dir / "runs" / ticket.run_id
         data_dir.mkdir(parents=True, exist_ok=True)
-        if not self.capture_output:
-            return self._execute(ticket, data_dir)
-        with CapturedOutput(data_dir):
-            return self._execute(ticket, data_dir)
+        with self._experiment_scope(ticket.key):  # every stage in its folder, its own helpers; undone after
+            if not self.capture_output:
+                return self._execute(ticket, data_dir)
+            with CapturedOutput(data_dir):
+                return self._execute(ticket, data_dir)
+
+    def _experiment_scope(self, key: str):
+        experiment = self.experiments.get(key)
+        if experiment is None:
+            return contextlib.nullcontext()
+        return experiment_scope(experiment.path.parent, self.root, keep=frozenset({module_name(experiment)}))
 
     def _execute(self, ticket: RunTicket, data_dir: Path) -> RunResult:
         from psychopy import core, logging
@@ -306,12 +317,11 @@ class Session:
         guard = GcGuard()
         outcome, error, tb = "completed", None, None
         module = None
-        old_cwd = os.getcwd()
         try:
             if ticket.stop_requested:
                 raise _StoppedBeforeStart()
             experiment = self.experiment(key)
-            module = load_module(experiment, self.cache_dir)
+            module = load_module(experiment, self.cache_dir, self.root)
             exp_info = self._build_exp_info(module, ticket.exp_info)
             active.exp_info = exp_info
             records.start_record(data_dir, run_id=ticket.run_id, key=key, experiment_path=experiment.path,
@@ -348,10 +358,12 @@ class Session:
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - an experiment may raise anything
             outcome, error = "failed", f"{type(exc).__name__}: {exc}"
             tb = traceback.format_exc()
-            if isinstance(exc, SystemExit):  # core.quit() inside an experiment
-                outcome, error, tb = ("stopped" if ticket.stop_requested else "completed"), None, None
-        finally:
-            os.chdir(old_cwd)
+            if isinstance(exc, SystemExit):  # core.quit() / sys.exit(0) end it; other codes are failures
+                ended_normally, exit_error = exit_outcome(exc)
+                if ended_normally:
+                    outcome, error, tb = ("stopped" if ticket.stop_requested else "completed"), None, None
+                else:
+                    error = exit_error
         if outcome in ("completed", "stopped") and ticket.stop_requested:
             outcome = ticket.stop_outcome
         result = self._finish(active, module, outcome, error, tb, seed, guard, run_log)
@@ -415,13 +427,13 @@ class Session:
         if outcome == "failed":
             self.events.publish(RunFailed(
                 run_id=ticket.run_id, key=ticket.key, error=error or "", traceback=tb or "",
-                rows=result.rows, data_files=result.data_files,
+                rows=result.rows, data_files=result.data_files, exp_info=dict(result.exp_info),
             ))
         else:
             self.events.publish(RunFinished(
                 run_id=ticket.run_id, key=ticket.key, outcome=outcome, rows=result.rows,
                 data_files=result.data_files, duration=result.duration, gc_max_pause=result.gc_max_pause,
-                gc_max_boundary_pause=result.gc_max_boundary_pause,
+                gc_max_boundary_pause=result.gc_max_boundary_pause, exp_info=dict(result.exp_info),
             ))
         self._set_status(IDLE)
         GcGuard.collect_between_runs()
@@ -652,9 +664,7 @@ class Session:
         if trial is None:
             return None
         if hasattr(trial, "getDict"):  # thisN, thisRepN, thisTrialN, thisIndex, data
-            described = dict(trial.getDict())
-            described.pop("type", None)
-            return described
+            return dict(trial.getDict())  # PsychoPy's shape, "type" included
         return dict(trial) if isinstance(trial, dict) else {"value": repr(trial)}
 
     def current_trial(self) -> Future:

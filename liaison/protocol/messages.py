@@ -202,6 +202,8 @@ FIELD_NOTES: dict[str, str] = {
     "path": "Experiment file, relative to the session root.",
     "kind": "Experiment kind (psyexp or py).",
     "exp_info": "Experiment info: field name to value.",
+    "run_finished.exp_info": "Experiment info as the run ended (with any keys the experiment added).",
+    "run_failed.exp_info": "Experiment info as the run ended (with any keys the experiment added).",
     "status": "New status: idle, starting, running, paused, stopping (or worker_exited).",
     "data_dir": "Folder the run saves its data in.",
     "latency": "Seconds from the request to the experiment observing it.",
