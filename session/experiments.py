@@ -26,6 +26,7 @@ from typing import Any
 
 from .errors import ExperimentError, NotFound, PathOutsideRoot
 from .isolation import experiment_scope, preserved_sys_path
+from .names import check_key, key_candidates, safe_file_name
 
 BUILDER_FUNCTIONS = ("setupData", "run")
 OPTIONAL_FUNCTIONS = ("setupWindow", "setupDevices", "saveData", "endExperiment", "pauseExperiment")
@@ -183,12 +184,28 @@ def discover(root: Path) -> list[Experiment]:
                 info = inspect_script(path)
                 if info is not None:
                     found.append((path, "py", info))
-    stems = [p.stem for p, _, _ in found]
-    experiments = []
-    for path, kind, info in found:
-        key = path.stem if stems.count(path.stem) == 1 else path.relative_to(root).with_suffix("").as_posix()
-        experiments.append(Experiment(key=key, path=path, kind=kind, exp_info=info))
-    return experiments
+    keys = unique_keys([path.relative_to(root) for path, _, _ in found])
+    return [Experiment(key=key, path=path, kind=kind, exp_info=info)
+            for key, (path, kind, info) in zip(keys, found)]
+
+
+def unique_keys(relatives: list[Path]) -> list[str]:
+    """A valid, distinct key per file: its stem, or ``parent-stem`` / the whole path where stems clash."""
+    options = [key_candidates(r) for r in relatives]
+    level = [0] * len(relatives)
+    for _ in range(3):
+        chosen = [opts[min(lv, len(opts) - 1)] for opts, lv in zip(options, level)]
+        clashing = {k for k in chosen if chosen.count(k) > 1}
+        if not clashing:
+            return chosen
+        level = [lv + 1 if c in clashing else lv for c, lv in zip(chosen, level)]
+    chosen = [opts[min(lv, len(opts) - 1)] for opts, lv in zip(options, level)]
+    seen: dict[str, int] = {}
+    result = []
+    for key in chosen:  # clashes left by sanitising ("a b" and "a_b"): number them
+        seen[key] = seen.get(key, 0) + 1
+        result.append(key if seen[key] == 1 else f"{key[:96]}-{seen[key]}")
+    return result
 
 
 def make_experiment(root: Path, path: str | os.PathLike, key: str | None = None) -> Experiment:
@@ -208,9 +225,7 @@ def make_experiment(root: Path, path: str | os.PathLike, key: str | None = None)
         kind = "py"
     else:
         raise ExperimentError(f"{resolved.name}: experiments are .psyexp or .py files")
-    key = key or resolved.stem
-    if not key or any(c in key for c in "\\\0") or key.startswith("/"):
-        raise ExperimentError(f"invalid experiment key {key!r}")
+    key = check_key(key) if key is not None else safe_file_name(resolved.stem, "experiment")
     return Experiment(key=key, path=resolved, kind=kind, exp_info=info)
 
 

@@ -37,6 +37,7 @@ from .experiments import (
 from .gcguard import GcGuard
 from .isolation import exit_outcome, experiment_scope
 from .mainloop import MainThreadQueue
+from .names import contain_data_file
 from .window import WindowHost, WindowParams
 
 IDLE, STARTING, RUNNING, PAUSED, STOPPING = "idle", "starting", "running", "paused", "stopping"
@@ -332,6 +333,10 @@ class Session:
             numpy.random.seed(seed % 2**32)
             this_exp = module.setupData(expInfo=exp_info, dataDir=str(data_dir))
             this_exp.name = key
+            moved = contain_data_file(this_exp, data_dir)  # a participant id like "../x" names no file outside
+            if moved:
+                logging.warning(f"liaison: data file {moved!r} lay outside the run folder; saving as "
+                                f"{this_exp.dataFileName!r}")
             active.this_exp = control.adopt(this_exp, frame_hook=guard.at_frame)
             active.guard = guard
             with self._lock:

@@ -60,6 +60,10 @@ Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 JsonScalar = Union[StrictBool, StrictInt, FiniteFloat, Annotated[StrictStr, Field(max_length=10_000)], None]
 ExpInfoValue = Union[JsonScalar, Annotated[list[JsonScalar], Field(max_length=1000)]]
 ExpInfo = Annotated[dict[Name, ExpInfoValue], Field(max_length=200)]
+# Keys become parts of file names: a name, never a path (session/names.py has the same rule).
+ExperimentKey = Annotated[StrictStr, Field(
+    min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+    description="Letters, digits, '_', '.' and '-'; starting with a letter, digit or '_'.")]
 TrialCount = Annotated[StrictInt, Field(ge=1, le=10_000)]
 
 
@@ -114,7 +118,7 @@ class AddExperimentArgs(CommandArgs):
 
     path: Annotated[StrictStr, Field(min_length=1, max_length=4096)] = Field(
         description="File path, relative to the session root (absolute paths must lie inside it).")
-    key: Optional[Name] = Field(
+    key: Optional[ExperimentKey] = Field(
         None, description="Key to register it under; null derives one from the file name.")
 
 

@@ -134,6 +134,8 @@ def test_error_codes(raw, code, request_id):
     ("list_runs", {"limit": 0}, "limit"),
     ("get_run", {"run_id": 5}, "run_id"),
     ("ping", {"x": 1}, "x"),
+    ("add_experiment", {"path": "a.psyexp", "key": "../escape"}, "key"),
+    ("add_experiment", {"path": "a.psyexp", "key": "dir/exp"}, "key"),
 ])
 def test_invalid_args_keeps_the_id_and_names_the_field(cmd, args, field):
     error = fail(req(cmd, args, id="r-9"))
