@@ -271,12 +271,17 @@ def compile_alerts(script: Path | None) -> list[dict[str, Any]]:
 
 
 def builder_script(path: Path, alerts: list | None = None) -> str:
-    """Builder's Python script for ``path``; with ``alerts``, append the compiler's alerts to it.
+    """Builder's Python script for ``path``; see :func:`compile_builder`."""
+    return compile_builder(path, alerts)[0]
 
-    Alerts (e.g. 7105, a component from a plugin that is not installed) are
-    collected as dicts ``{code, msg, name, type}`` instead of going to stderr,
-    where nobody watching a server would see them. Caller holds
-    :data:`_compile_lock` and restores ``sys.path``.
+
+def compile_builder(path: Path, alerts: list | None = None) -> tuple[str, Any]:
+    """Builder's script for ``path`` and the loaded ``psychopy.experiment.Experiment``.
+
+    The compiler's alerts (e.g. 7105, a component from a plugin that is not
+    installed) are appended to ``alerts`` as dicts ``{code, msg, name, type}``
+    instead of going to stderr, where nobody watching a server would see
+    them. Caller holds :data:`_compile_lock` and restores ``sys.path``.
     """
     from psychopy import experiment as builder  # heavy: import only when compiling
     from psychopy.alerts import _alerts
@@ -292,7 +297,7 @@ def builder_script(path: Path, alerts: list | None = None) -> str:
     try:
         exp.loadFromXML(str(path))
         exp.settings.params["Use version"].val = ""
-        return exp.writeScript(target="PsychoPy")
+        return exp.writeScript(target="PsychoPy"), exp
     except Exception as exc:  # Builder raises many kinds of errors
         raise ExperimentError(f"could not compile {path.name}: {exc}") from exc
     finally:

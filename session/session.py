@@ -38,6 +38,8 @@ from .gcguard import GcGuard
 from .isolation import exit_outcome, experiment_scope
 from .mainloop import MainThreadQueue
 from .names import contain_data_file
+from .devices import session_device_names
+from .problems import ExperimentProblems, ProblemChecks
 from .window import WindowHost, WindowParams
 
 IDLE, STARTING, RUNNING, PAUSED, STOPPING = "idle", "starting", "running", "paused", "stopping"
@@ -131,6 +133,7 @@ class Session:
         self._ticket: RunTicket | None = None
         self._active: ActiveRun | None = None
         self._shim = BuilderSessionShim(self)
+        self.checks = ProblemChecks()  # what would make each experiment fail (session/problems.py)
         self._started_at = time.monotonic()
         self._log_file = None
         self._open_log()
@@ -218,7 +221,15 @@ class Session:
         ))
 
     def list_experiments(self) -> list[dict[str, Any]]:
-        return [e.describe(self.root) for e in list(self.experiments.values())]
+        return [{**e.describe(self.root), **self.readiness(e)} for e in list(self.experiments.values())]
+
+    def readiness(self, experiment: Experiment, *, inspect_now: bool = False) -> dict[str, Any]:
+        """``problems`` (None until inspected) and the ``devices`` it names, with those missing."""
+        inspection = self.checks.check(experiment) if inspect_now else self.checks.cached(experiment)
+        devices = session_device_names()
+        required = inspection.required_devices if inspection else []
+        return {"problems": self.checks.problems(inspection, devices),
+                "devices": {"required": list(required), "missing": [d for d in required if d not in devices]}}
 
     def add_experiment(self, path: str | os.PathLike, key: str | None = None, *, load: bool = True) -> dict[str, Any]:
         """Register an experiment file under ``root``; with ``load``, compile and import it now.
@@ -273,8 +284,12 @@ class Session:
 
     def prepare_run(self, key: str, exp_info: dict[str, Any] | None = None, *,
                     seed: int | None = None, run_id: str | None = None) -> RunTicket:
-        """Accept a run (any thread): checks the key and that nothing else runs."""
-        self.experiment(key)
+        """Accept a run (any thread): checks the key, the experiment's problems and that nothing else runs."""
+        experiment = self.experiment(key)
+        if self._ticket is None and self._active is None:  # inspecting compiles: never beside a run
+            problems = self.readiness(experiment, inspect_now=True)["problems"]
+            if ProblemChecks.blocking(problems):
+                raise ExperimentProblems(key, problems)
         if exp_info is not None and not isinstance(exp_info, dict):
             raise TypeError("exp_info must be a dict")
         with self._lock:
@@ -722,6 +737,13 @@ class Session:
 
         self.windows.idle()
         logging.flush()
+        if self._ticket is None and self._active is None:  # between runs: inspect one experiment
+            pending = self.checks.pending(list(self.experiments.values()))
+            if pending is not None:
+                try:
+                    self.checks.check(pending)
+                except Exception:  # noqa: BLE001 - a broken file is reported when it is run or listed
+                    logging.warning(f"liaison: could not inspect {pending.key}")
 
     def serve_forever(self, idle_interval: float = 0.1) -> None:
         """Run queued tasks on this (main) thread until ``self.queue.stop()``."""

@@ -77,7 +77,10 @@ def _error_payload(exc: BaseException) -> dict[str, Any]:
     code = getattr(exc, "code", None)
     if not isinstance(code, str):
         code = "invalid_args" if isinstance(exc, (TypeError, ValueError)) else "internal"
-    return {"code": code, "message": str(exc) or type(exc).__name__, "type": type(exc).__name__}
+    payload = {"code": code, "message": str(exc) or type(exc).__name__, "type": type(exc).__name__}
+    if isinstance(getattr(exc, "details", None), dict):  # e.g. the problems that refused a run
+        payload["details"] = exc.details
+    return payload
 
 
 def _picklable(message: tuple) -> bytes:

@@ -44,7 +44,8 @@ WORKER_COMMANDS: dict[str, str] = {
 def error_from_worker(exc: BaseException, request_id) -> ProtocolError:
     if isinstance(exc, WorkerError):
         code = exc.code if exc.code in ErrorCode._value2member_map_ else ErrorCode.INTERNAL.value
-        return ProtocolError(ErrorCode(code), str(exc), request_id=request_id)
+        details = exc.details.get("details") if isinstance(exc.details, dict) else None
+        return ProtocolError(ErrorCode(code), str(exc), details, request_id=request_id)
     if isinstance(exc, WorkerDied):
         return ProtocolError(ErrorCode.INTERNAL, f"the session worker is not available: {exc}",
                              request_id=request_id)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, read_csv, run_csv
+from conftest import EXAMPLES, liaison_command, read_csv, run_csv
 from session import Session
 from session.events import Publisher
+from session.problems import ExperimentProblems
+
+DEMOS = Path(__import__("psychopy").__file__).parent / "demos" / "builder"
 
 HEADER = '''
 import os
@@ -94,6 +99,9 @@ def parity_root(tmp_path_factory) -> Path:
             thisExp.addData("seen_type", seen.get("type"))
             thisExp.nextEntry()
         """))
+    demos = DEMOS
+    shutil.copytree(demos / "Feature Demos" / "noise", root / "noise")  # components of a missing plugin
+    shutil.copytree(demos / "Experiments" / "stroop", root / "nocond", ignore=shutil.ignore_patterns("*.csv"))
     # copy of the example psyexp: something for PsychoPy's compiler to compile first
     stroop = EXAMPLES / "stroop_lite"
     write(root / "stroop_lite" / "stroop_lite.psyexp", (stroop / "stroop_lite.psyexp").read_text())
@@ -173,3 +181,40 @@ def test_trials_keep_psychopys_shape_type_included(session):
     rows = read_csv(run_csv(result.data_dir))
     assert {"thisN", "thisIndex", "type"} <= set(rows[0]["seen_keys"].split("|"))
     assert rows[0]["seen_type"] not in ("", "None")
+
+
+def test_a_missing_plugin_is_reported_before_the_run_and_the_run_refused(session):
+    with pytest.raises(ExperimentProblems, match="psychopy-visionscience") as refused:
+        session.run("noise")
+    codes = {p["code"] for p in refused.value.details["problems"]}
+    assert "plugin_missing" in codes
+    listed = {e["key"]: e for e in session.list_experiments()}
+    assert any(p["code"] == "plugin_missing" for p in listed["noise"]["problems"])
+    assert session.status == "idle", "a refused run leaves the session free"
+    assert session.run("edits").outcome == "completed"
+
+
+def test_a_missing_conditions_file_and_the_keyboard_backend_are_reported(session):
+    with pytest.raises(ExperimentProblems, match="trialTypes.csv"):
+        session.run("stroop")
+    problems = {p["code"]: p for e in session.list_experiments() if e["key"] == "stroop" for p in e["problems"]}
+    assert problems["conditions_missing"]["severity"] == "error"
+    # the stroop demo's keyboards are set to PsychToolbox, whose library (libjack) is missing here
+    from session.problems import psychtoolbox_loads
+
+    if not psychtoolbox_loads():
+        assert problems["keyboard_backend"]["severity"] == "warning"
+
+
+def test_liaison_check_reports_offline(parity_root):
+    done = subprocess.run([*liaison_command(), "check", str(parity_root), "noise", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    import json
+
+    report = json.loads(done.stdout[done.stdout.index("["):])
+    assert [r["key"] for r in report] == ["noise"]
+    assert any(p["code"] == "plugin_missing" for p in report[0]["problems"])
+    fine = subprocess.run([*liaison_command(), "check", str(parity_root), "edits"],
+                          capture_output=True, text=True, timeout=300)
+    assert fine.returncode == 0 and "ok" in fine.stdout
