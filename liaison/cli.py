@@ -90,9 +90,13 @@ def serve(
     frame_rate: Optional[float] = typer.Option(None, help="Report this frame rate instead of measuring."),
     param: List[str] = typer.Option([], help="Session param overriding expInfo, key=value (repeatable)."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    clock: str = typer.Option("float", help="Session clock: 'float' (seconds), 'iso' (ISO 8601 wall clock) "
+                              "or a strftime format; sets thisRow.t and log stamps, as in PsychoPy's Session."),
 ) -> None:
     """Serve the experiments under ROOT to controllers and observers."""
     from .server.app import LiaisonServer
+    from session.clock import InvalidClock, check_clock
+
     from .server.config import ServerConfig
 
     if not root.is_dir():
@@ -107,8 +111,9 @@ def serve(
     try:
         config = ServerConfig(root=root, host=host, port=port, token=token, no_auth=no_auth,
                               allowed_origins=list(allow_origin), data_dir=data_dir or root / "data",
-                              headless=headless, window=window, params=parse_pairs(param, "--param"))
-    except ValueError as exc:
+                              headless=headless, window=window, params=parse_pairs(param, "--param"),
+                              clock=check_clock(clock))
+    except (ValueError, InvalidClock) as exc:
         fail(str(exc))
     from session.datalock import DataDirBusy
 

@@ -35,8 +35,15 @@ class BuilderSessionShim:
     def dataDir(self):
         return self._session.data_dir
 
-    def getTime(self, format=float) -> float:
-        return self._session.time()
+    def getTime(self, format=None):
+        """Session time: seconds since the session started, or wall-clock time as the session's clock says."""
+        if format is None and self._session.clock_format == "float":
+            return self._session.time()
+        from .clock import make_clock
+
+        clock = make_clock(self._session.clock_format)
+        clock.reset(-self._session.time())  # the same instant as the session clock
+        return clock.getTime(format=format)
 
     def addData(self, name: str, value: Any, row=None, priority=None) -> bool:
         return self._session.add_data(name, value).result()

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import clock as session_clock
 from . import control, records
 from .builder_shim import BuilderSessionShim
 from .capture import CapturedOutput
@@ -37,6 +38,7 @@ from .experiments import (
 from .gcguard import GcGuard
 from .isolation import exit_outcome, experiment_scope
 from .mainloop import MainThreadQueue
+from .clock import check_clock
 from .names import contain_data_file
 from .devices import session_device_names
 from .problems import ExperimentProblems, ProblemChecks
@@ -112,6 +114,7 @@ class Session:
         discover_experiments: bool = True,
         open_window: bool = True,
         capture_output: bool = False,
+        clock: str = "float",
     ) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
@@ -123,6 +126,7 @@ class Session:
         self.queue = MainThreadQueue()
         self.params: dict[str, Any] = dict(params or {})
         self.capture_output = capture_output  # runs' fd 1/2 to their folder (worker processes)
+        self.clock_format = check_clock(clock)  # float | iso | strftime, as psychopy.session.Session(clock=)
         if isinstance(window, dict):
             window = WindowParams.from_dict(window)
         self.windows = WindowHost(window, rest_message)
@@ -324,7 +328,7 @@ class Session:
         return experiment_scope(experiment.path.parent, self.root, keep=frozenset({module_name(experiment)}))
 
     def _execute(self, ticket: RunTicket, data_dir: Path) -> RunResult:
-        from psychopy import core, logging
+        from psychopy import logging
 
         key = ticket.key
         seed = ticket.seed if ticket.seed is not None else secrets.randbits(32)
@@ -342,6 +346,7 @@ class Session:
             active.exp_info = exp_info
             records.start_record(data_dir, run_id=ticket.run_id, key=key, experiment_path=experiment.path,
                                  root=self.root, script=experiment.script, exp_info=dict(exp_info), seed=seed)
+            records.update_manifest(data_dir, clock=session_clock.describe(self.clock_format))
             random.seed(seed)
             import numpy
 
@@ -370,9 +375,11 @@ class Session:
                 self._ticket = None
                 self._set_status(RUNNING)
             logging.exp(f"liaison: run {ticket.run_id} of {key} starting, expInfo={exp_info}")
+            run_clock = session_clock.make_clock(self.clock_format)  # reset per run, like PsychoPy's Session
+            session_clock.sync_iohub(run_clock)
             with guard:
                 module.run(expInfo=exp_info, thisExp=this_exp, win=win,
-                           globalClock=core.Clock(), thisSession=self._shim)
+                           globalClock=run_clock, thisSession=self._shim)
         except _StoppedBeforeStart:
             outcome = "stopped"
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - an experiment may raise anything

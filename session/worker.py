@@ -69,6 +69,7 @@ class WorkerConfig:
     headless: bool | None = None
     rest_message: str = "Please wait for the experimenter"
     switch_interval: float = 0.001
+    clock: str = "float"  # session clock: float | iso | strftime format (session/clock.py)
 
 
 # --- child side -------------------------------------------------------------------
@@ -277,7 +278,7 @@ def child_main(conn, config: WorkerConfig) -> None:
         server.session = Session(
             config.root, data_dir=config.data_dir, window=config.window or None,
             params=config.params, rest_message=config.rest_message, publisher=publisher,
-            capture_output=True,
+            capture_output=True, clock=config.clock,
         )
     except BaseException as exc:  # noqa: BLE001
         server.send(("failed", {**_error_payload(exc), "traceback": traceback.format_exc()}))

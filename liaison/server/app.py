@@ -206,7 +206,7 @@ class LiaisonServer:
         await self.loop.run_in_executor(None, ensure_display, config.headless)
         self.host = WorkerHost(
             WorkerConfig(root=str(config.root), data_dir=str(config.data_dir), window=config.window, params=params,
-                         headless=None),  # the display is ours, set up above; the worker inherits it
+                         headless=None, clock=config.clock),  # the display is ours, set up above; the worker inherits it
             publisher=self.publisher, on_exit=self._worker_exited, on_start=self._on_worker_start, loop=self.loop,
         )
         await self.loop.run_in_executor(None, lambda: self.host.start(timeout=180))

@@ -31,6 +31,7 @@ class ServerConfig:
     abort_grace: float = 2.0
     web_dir: Path | None = None
     durable: bool = False  # fsync the journal on every batch (survives power loss, costs ~ms)
+    clock: str = "float"  # session clock: float | iso | strftime format, like psychopy.session.Session(clock=)
     recovery_wait: float = 30.0  # seconds to let an orphaned worker finish saving before recovery
 
     def __post_init__(self) -> None:
