@@ -164,11 +164,28 @@ class TrialsChanged(Event):
     n: int
 
 
+@dataclass(kw_only=True, slots=True)
+class HardwareResponse(Event):
+    """A session device reported a response (key or button press, light sensor value...).
+
+    Topic ``hardware``, which ``all`` does not include: subscribe to it by name.
+    """
+
+    type: ClassVar[str] = "hardware_response"
+    device: str
+    response: str
+    data: dict[str, Any] = field(default_factory=dict)
+    t: float | None = None
+    session_time: float = 0.0
+    run_id: str | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         ExperimentAdded, StatusChanged, RunStarted, RunPaused, RunResumed, RunStopping,
         RunFinished, RunFailed, RunRecovered, ExpInfoChanged, DataRows, DataAdded, Annotated, TrialsChanged,
+        HardwareResponse,
     )
 }
 

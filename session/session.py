@@ -40,7 +40,7 @@ from .isolation import exit_outcome, experiment_scope
 from .mainloop import MainThreadQueue
 from .clock import check_clock
 from .names import contain_data_file
-from .devices import session_device_names
+from .devices import SessionDevices, psychopy_device_errors, require_between_runs, session_device_names
 from .problems import ExperimentProblems, ProblemChecks
 from .window import WindowHost, WindowParams
 
@@ -146,6 +146,8 @@ class Session:
                 self._register(experiment)
         if open_window:
             self.setup_window()
+        self.devices = SessionDevices(self.data_dir, self.events.publish, self.time, self._current_run_id)
+        self._restore_devices()
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -267,6 +269,54 @@ class Session:
                 defaults[name] = self.params[name]
         return defaults
 
+    # --- devices (session/devices.py) ----------------------------------------------
+
+    def _current_run_id(self) -> str | None:
+        ticket = self._current_ticket()
+        return ticket.run_id if ticket else None
+
+    def _restore_devices(self) -> None:
+        from psychopy import logging
+
+        for name, error in self.devices.restore(setup_from=self._setup_devices_now).items():
+            logging.warning(f"liaison: device {name!r} could not be re-created: {error}")
+
+    def _between_runs(self, what: str, fn, *args: Any) -> Future:
+        """Run ``fn`` on the main thread while no run is in progress (devices touch the window's thread)."""
+        require_between_runs(self._current_ticket() is not None, what)
+        if threading.current_thread() is threading.main_thread():
+            done: Future = Future()
+            try:
+                done.set_result(fn(*args))
+            except Exception as exc:  # noqa: BLE001
+                done.set_exception(exc)
+            return done
+        return self.queue.submit(fn, *args)
+
+    def list_devices(self) -> list[dict[str, Any]]:
+        """The session's devices: name, class, params (or the experiment that set it up), ready, error."""
+        return self.devices.describe()
+
+    def add_device(self, name: str, device_class: str, params: dict[str, Any] | None = None) -> Future:
+        return self._between_runs("add a device", self.devices.add, name, device_class, params or {})
+
+    def remove_device(self, name: str) -> Future:
+        return self._between_runs("remove a device", self.devices.remove, name)
+
+    def list_available_devices(self, device_class: str | None = None) -> Future:
+        return self._between_runs("list available devices", self.devices.available, device_class)
+
+    def setup_devices(self, key: str) -> Future:
+        """Run experiment ``key``'s setupDevices once; its devices become session devices."""
+        self.experiment(key)
+        return self._between_runs("set up devices", self._setup_devices_now, key)
+
+    def _setup_devices_now(self, key: str) -> list[str]:
+        experiment = self.experiment(key)
+        with self._experiment_scope(key):
+            module = load_module(experiment, self.cache_dir, self.root)
+            return self.devices.setup_from_experiment(key, module, self.windows.win, self.data_dir / ".setup")
+
     # --- window ----------------------------------------------------------------
 
     def _require_main(self, what: str) -> None:
@@ -375,6 +425,7 @@ class Session:
                 self._ticket = None
                 self._set_status(RUNNING)
             logging.exp(f"liaison: run {ticket.run_id} of {key} starting, expInfo={exp_info}")
+            self.devices.ensure_listeners()  # setupDevices may have re-made a device (keyboards are singletons)
             run_clock = session_clock.make_clock(self.clock_format)  # reset per run, like PsychoPy's Session
             session_clock.sync_iohub(run_clock)
             with guard:
@@ -382,7 +433,7 @@ class Session:
                            globalClock=run_clock, thisSession=self._shim)
         except _StoppedBeforeStart:
             outcome = "stopped"
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - an experiment may raise anything
+        except (Exception, SystemExit, *psychopy_device_errors()) as exc:  # noqa: BLE001 - anything
             outcome, error = "failed", f"{type(exc).__name__}: {exc}"
             tb = traceback.format_exc()
             if isinstance(exc, SystemExit):  # core.quit() / sys.exit(0) end it; other codes are failures
@@ -519,6 +570,7 @@ class Session:
         if active is None or active.this_exp is None:
             return 0
         published = self._publish_rows(active)
+        self.devices.ensure_listeners()  # components made during the trial may have reset a device
         if active.guard is not None and threading.current_thread() is threading.main_thread():
             active.guard.at_trial_boundary()
         return published

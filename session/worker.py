@@ -41,6 +41,8 @@ IMMEDIATE = {
     "pause", "resume", "stop", "get_exp_info", "update_exp_info", "add_data", "annotate",
     "current_trial", "future_trials", "skip_trials", "rewind_trials", "list_experiments", "ping",
     "status", "start_run", "state",
+    # devices: checked at once, then queued for the main thread between runs (session/devices.py)
+    "list_devices", "add_device", "remove_device", "list_available_devices", "setup_devices",
 }
 # Commands that need the main thread (window, imports of Builder code).
 MAIN_THREAD = {"setup_window", "add_experiment", "run_sync"}

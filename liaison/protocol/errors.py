@@ -25,6 +25,7 @@ class ErrorCode(str, Enum):
     CONFLICT = "conflict"
     BUSY = "busy"
     EXPERIMENT_ERROR = "experiment_error"
+    DEVICE_ERROR = "device_error"
     INTERNAL = "internal"
 
     def __str__(self) -> str:  # (str, Enum) would print "ErrorCode.X" on 3.11+
@@ -48,6 +49,7 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.CONFLICT: "The command does not fit the current state (e.g. `pause` when nothing runs).",
     ErrorCode.BUSY: "Another run is in progress, or the session did not answer in time.",
     ErrorCode.EXPERIMENT_ERROR: "The experiment file is invalid, cannot compile, or cannot be imported.",
+    ErrorCode.DEVICE_ERROR: "A device could not be created, found or used; the message is the device's own.",
     ErrorCode.INTERNAL: "A bug or an unexpected failure on the server side (e.g. the worker died).",
 }
 
@@ -106,6 +108,7 @@ _SESSION_CODES: dict[str, ErrorCode] = {
     "not_found": ErrorCode.NOT_FOUND,
     "forbidden": ErrorCode.FORBIDDEN,
     "experiment_error": ErrorCode.EXPERIMENT_ERROR,
+    "device_error": ErrorCode.DEVICE_ERROR,
     "conflict": ErrorCode.CONFLICT,
     "busy": ErrorCode.BUSY,
     "internal": ErrorCode.INTERNAL,

@@ -194,6 +194,14 @@ EVENT_NOTES: dict[str, str] = {
     "data_added": "A value was added to the run's data with `add_data`.",
     "annotation": "A free-text note was added with `annotate`.",
 }
+FIELD_NOTES_DEVICES = {
+    "hardware_response.device": "Name of the session device that responded.",
+    "hardware_response.response": "PsychoPy's response class (KeyPress, ButtonResponse, ...).",
+    "hardware_response.data": "The response's fields (t, value, duration, channel, name...).",
+    "hardware_response.t": "The response's own time stamp, on the device's clock.",
+    "hardware_response.session_time": "Seconds on the session clock when the session received it.",
+    "hardware_response.run_id": "The run in progress, or null between runs.",
+}
 
 FIELD_NOTES: dict[str, str] = {
     "run_id": "Id of the run.",
@@ -228,6 +236,7 @@ FIELD_NOTES: dict[str, str] = {
     "data_rows.rows": "New rows (one object per completed trial) since the previous `data_rows`.",
 }
 
+FIELD_NOTES.update(FIELD_NOTES_DEVICES)
 _EXCLUDED_FIELDS = ("seq", "time")
 
 

@@ -38,6 +38,9 @@ WORKER_COMMANDS: dict[str, str] = {
     "annotate": "annotate",
     "skip_trials": "skip_trials",
     "rewind_trials": "rewind_trials",
+    "list_devices": "list_devices",
+    "add_device": "add_device",
+    "remove_device": "remove_device",
 }
 
 
@@ -166,6 +169,12 @@ class Dispatcher:
         current, future = await asyncio.gather(self._worker("current_trial"),
                                                self._worker("future_trials", n=n, start=start))
         return {"current": current, "future": future}
+
+    def cmd_list_available_devices(self, conn, device_class: str | None = None):
+        return self._worker("list_available_devices", SLOW_TIMEOUT, device_class=device_class)
+
+    def cmd_setup_devices(self, conn, key: str):
+        return self._worker("setup_devices", SLOW_TIMEOUT, key=key)
 
     async def cmd_abort(self, conn, grace: float = 2.0) -> dict[str, Any]:
         loop = asyncio.get_running_loop()

@@ -30,6 +30,7 @@ from session.events import Event
 from session.journal import Journal
 
 from ..protocol import TOPIC_OF_EVENT, Topic, event_json
+from ..protocol.commands import OPT_IN_TOPICS
 
 log = logging.getLogger("liaison.server")
 PAGE = 512  # events per catch-up read
@@ -53,7 +54,7 @@ class Subscriber:
 
     def wants(self, topic: str) -> bool:
         topics = self.topics
-        return ALL in topics or topic in topics
+        return topic in topics or (ALL in topics and topic not in OPT_IN_TOPICS)
 
     def offer(self, seq: int, text: str) -> None:
         if self.overflowed or self.catching_up:  # a catching-up client reads it from the buffer later
@@ -171,7 +172,8 @@ class Hub:
         if not raw:
             return [], after
         everything = Topic.ALL.value in topics
-        return [(seq, text) for seq, topic, text in raw if everything or topic in topics], raw[-1][0]
+        return [(seq, text) for seq, topic, text in raw
+                if topic in topics or (everything and topic not in OPT_IN_TOPICS)], raw[-1][0]
 
     def subscribe(self, subscriber: Subscriber, since: int | None) -> tuple[str, tuple[int, int] | None]:
         """Register a client; with ``since``, it first catches up on what it missed.

@@ -102,6 +102,9 @@ def parity_root(tmp_path_factory) -> Path:
     demos = DEMOS
     shutil.copytree(demos / "Feature Demos" / "noise", root / "noise")  # components of a missing plugin
     shutil.copytree(demos / "Experiments" / "stroop", root / "nocond", ignore=shutil.ignore_patterns("*.csv"))
+    write(root / "nodevice" / "nodevice.py", builder_script(
+        "nodevice", record + "from psychopy.hardware.exceptions import DeviceNotConnectedError\n"
+        "raise DeviceNotConnectedError('no camera is connected')"))
     # copy of the example psyexp: something for PsychoPy's compiler to compile first
     stroop = EXAMPLES / "stroop_lite"
     write(root / "stroop_lite" / "stroop_lite.psyexp", (stroop / "stroop_lite.psyexp").read_text())
@@ -218,3 +221,11 @@ def test_liaison_check_reports_offline(parity_root):
     fine = subprocess.run([*liaison_command(), "check", str(parity_root), "edits"],
                           capture_output=True, text=True, timeout=300)
     assert fine.returncode == 0 and "ok" in fine.stdout
+
+
+def test_a_psychopy_device_error_fails_the_run_and_its_data_are_saved(session):
+    """PsychoPy's device exceptions derive from BaseException, which `except Exception` lets through."""
+    result = session.run("nodevice")
+    assert result.outcome == "failed" and "no camera is connected" in result.error
+    assert result.rows == 1 and run_csv(result.data_dir).is_file()
+    assert session.status == "idle" and session.run("edits").outcome == "completed"
