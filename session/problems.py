@@ -37,6 +37,9 @@ ERROR, WARNING = "error", "warning"
 PLUGIN_ALERT = 7105
 DEVICE_CONFIG_ALERT = 4810  # "no config for device X": reported as device_missing instead, against our devices
 BACKEND_NAMES = {"ioHub": "iohub", "PsychToolbox": "ptb", "Pyglet": "event"}
+# names a "file" param may hold that PsychoPy makes itself (grating textures and masks)
+BUILTIN_TEXTURES = frozenset({"sin", "sqr", "saw", "tri", "sinXsin", "sqrXsqr", "circle", "gauss", "cross",
+                              "radRamp", "raisedCos", "color"})
 _SCRIPT_BACKEND = re.compile(r"""backend\s*=\s*['"](ptb|iohub|event)['"]""")
 
 
@@ -102,7 +105,8 @@ def _missing_files(exp, folder: Path) -> Iterable[dict[str, Any]]:
                 if getattr(param, "valType", None) != "file" or getattr(param, "updates", "constant") != "constant":
                     continue
                 name = _constant_file(param.val)
-                if not name or name in defaults or name in seen or "://" in name:
+                if not name or name in defaults or name in seen or "://" in name or name in BUILTIN_TEXTURES \
+                        or name in (getattr(param, "allowedVals", None) or ()):
                     continue
                 if not (folder / name).exists():
                     seen.add(name)

@@ -102,6 +102,7 @@ def parity_root(tmp_path_factory) -> Path:
     demos = DEMOS
     shutil.copytree(demos / "Feature Demos" / "noise", root / "noise")  # components of a missing plugin
     shutil.copytree(demos / "Experiments" / "stroop", root / "nocond", ignore=shutil.ignore_patterns("*.csv"))
+    shutil.copytree(demos / "Feature Demos" / "sliders", root / "sliders")  # gratings with tex "sin"
     write(root / "nodevice" / "nodevice.py", builder_script(
         "nodevice", record + "from psychopy.hardware.exceptions import DeviceNotConnectedError\n"
         "raise DeviceNotConnectedError('no camera is connected')"))
@@ -229,3 +230,9 @@ def test_a_psychopy_device_error_fails_the_run_and_its_data_are_saved(session):
     assert result.outcome == "failed" and "no camera is connected" in result.error
     assert result.rows == 1 and run_csv(result.data_dir).is_file()
     assert session.status == "idle" and session.run("edits").outcome == "completed"
+
+
+def test_builtin_textures_are_not_missing_files(session):
+    """A grating's texture "sin" names no file: the sliders demo runs (it was refused as resource_missing)."""
+    problems = session.readiness(session.experiment("sliders"), inspect_now=True)["problems"]
+    assert not [p for p in problems if p["severity"] == "error"], problems
