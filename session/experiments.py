@@ -72,24 +72,6 @@ def strip_pipe(key: str) -> str:
     return key.split("|", 1)[0]
 
 
-def shadowed_module(name: str, own_folder: Path | None = None) -> str | None:
-    """Return the installed module ``name`` would shadow on ``sys.path``, if any."""
-    if not name.isidentifier():
-        return None
-    if name in sys.stdlib_module_names or name in sys.builtin_module_names:
-        return name
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    origin = Path(spec.origin).resolve() if spec.origin and spec.has_location else None
-    if origin is not None and own_folder is not None and own_folder in (origin.parent, origin.parent.parent):
-        return None  # that is the experiment itself, found through its own folder
-    return name
-
-
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
