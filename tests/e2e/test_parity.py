@@ -106,6 +106,19 @@ def parity_root(tmp_path_factory) -> Path:
     write(root / "nodevice" / "nodevice.py", builder_script(
         "nodevice", record + "from psychopy.hardware.exceptions import DeviceNotConnectedError\n"
         "raise DeviceNotConnectedError('no camera is connected')"))
+    write(root / "devsetup" / "devsetup.py", builder_script(
+        "devsetup", "from psychopy.hardware.button import ButtonBox\n"
+        "thisExp.addData('found', type(ButtonBox(device='fromExperiment').device).__name__)\nthisExp.nextEntry()",
+        extra="""
+        from psychopy.hardware import DeviceManager
+
+
+        def setupDevices(expInfo, thisExp, win):
+            if DeviceManager.getDevice("fromExperiment") is None:
+                DeviceManager.addDevice(deviceClass="psychopy.hardware.button.KeyboardButtonBox",
+                                        deviceName="fromExperiment", buttons=["x"])
+            return True
+        """))
     # copy of the example psyexp: something for PsychoPy's compiler to compile first
     stroop = EXAMPLES / "stroop_lite"
     write(root / "stroop_lite" / "stroop_lite.psyexp", (stroop / "stroop_lite.psyexp").read_text())
@@ -236,3 +249,15 @@ def test_builtin_textures_are_not_missing_files(session):
     """A grating's texture "sin" names no file: the sliders demo runs (it was refused as resource_missing)."""
     problems = session.readiness(session.experiment("sliders"), inspect_now=True)["problems"]
     assert not [p for p in problems if p["severity"] == "error"], problems
+
+
+def test_setup_devices_from_an_experiment_once_makes_session_devices(session):
+    added = session.setup_devices("devsetup").result(60)
+    assert added == ["fromExperiment"]
+    described = {d["name"]: d for d in session.list_devices()}
+    assert described["fromExperiment"]["experiment"] == "devsetup" and described["fromExperiment"]["ready"]
+    assert {"name": "fromExperiment", "experiment": "devsetup"} in session.devices.stored()  # re-made on restart
+    result = session.run("devsetup")
+    assert result.outcome == "completed", result.error
+    assert read_csv(run_csv(result.data_dir))[0]["found"] == "KeyboardButtonBox"
+    assert session.remove_device("fromExperiment").result(30) is True
