@@ -190,6 +190,8 @@ def serve(
                                         "its run before recovering it."),
     plugin: List[str] = typer.Option([], help="Enable a plugin, NAME or NAME:key=value,... (repeatable), "
                                               "e.g. lsl or lsl:name=EEG-rig,data=true. See docs/plugins.md."),
+    clock: str = typer.Option("float", help="Session clock: 'float' (seconds), 'iso' (ISO 8601 wall clock) "
+                              "or a strftime format; sets thisRow.t and log stamps, as in PsychoPy's Session."),
 ) -> None:
     """Serve the experiments under ROOT (or the bundled examples) to controllers and observers."""
     from .checks import startup_problems
@@ -200,6 +202,8 @@ def serve(
     if problems:
         fail("cannot serve:\n  - " + "\n  - ".join(problems))
     from .server.app import LiaisonServer
+    from session.clock import InvalidClock, check_clock
+
     from .server.config import ServerConfig
     from .server.tls import TlsConfigError
 
@@ -224,8 +228,8 @@ def serve(
                               headless=headless, window=window, params=parse_pairs(param, "--param"),
                               plugins=list(plugin), recovery_wait=recovery_wait,
                               tls=tls, tls_cert=tls_cert, tls_key=tls_key, accept_plaintext=accept_plaintext_risk,
-                              max_upload_bytes=max_upload_mb << 20)
-    except ValueError as exc:
+                              max_upload_bytes=max_upload_mb << 20, clock=check_clock(clock))
+    except (ValueError, InvalidClock) as exc:
         fail(str(exc))
     if is_inside_installation(config.data_dir):
         fail(f"the data folder {config.data_dir} is inside an installed package; pass --data-dir")
@@ -444,24 +448,54 @@ def experiments(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the experiments a server would find under ROOT (nothing is imported or run)."""
-    from session.experiments import discover, shadowed_module
+    from session.experiments import discover
 
     if not root.is_dir():
         fail(f"{root} is not a folder")
-    found = discover(root)
-    rows = []
-    for exp in found:
-        problem = shadowed_module(exp.path.stem, exp.path.parent)
-        rows.append({**exp.describe(root.resolve()),
-                     "problem": f"named like the installed module '{problem}'" if problem else None})
+    rows = [exp.describe(root.resolve()) for exp in discover(root)]
     if listed_plainly(rows, as_json, f"no experiments under {root}"):
         return
     width = max(len(r["key"]) for r in rows)
     for r in rows:
         info = ", ".join(f"{k}={v!r}" for k, v in r["exp_info"].items())
         typer.echo(f"{r['key']:<{width}}  {r['kind']:<6}  {r['path']}  {{{info}}}")
-        if r["problem"]:
-            typer.secho(f"{'':<{width}}  problem: {r['problem']}", fg=typer.colors.YELLOW)
+
+
+@app.command()
+def check(
+    root: Path = typer.Argument(..., help="Folder with the experiments."),
+    key: Optional[str] = typer.Argument(None, help="Check only this experiment."),
+    device: Optional[List[str]] = typer.Option(None, "--device", help="A device name the session will have."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Report what would make experiments under ROOT fail, before any run (compiles; runs nothing).
+
+    Exit code 1 when any experiment has an error-level problem (a missing
+    plugin, conditions file, resource or device; a compile failure).
+    """
+    from session.errors import NotFound
+    from session.problems import ERROR, check_root
+
+    if not root.is_dir():
+        fail(f"{root} is not a folder")
+    try:
+        report = check_root(root, key, set(device or ()))
+    except NotFound as exc:
+        fail(str(exc))
+    blocked = any(p["severity"] == ERROR for r in report for p in r["problems"] or [])
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    elif not report:
+        typer.echo(f"no experiments under {root}")
+    for r in report if not as_json else []:
+        errors = [p for p in r["problems"] if p["severity"] == ERROR]
+        verdict = "FAIL" if errors else ("warn" if r["problems"] else "ok")
+        typer.secho(f"{verdict:<4}  {r['key']}  ({r['path']})",
+                    fg=typer.colors.RED if errors else (typer.colors.YELLOW if r["problems"] else None))
+        for p in r["problems"]:
+            typer.echo(f"      {p['severity']}: {p['code']}: {p['message']}")
+    if blocked:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _journal_or_fail(data_dir: Path, readonly: bool):

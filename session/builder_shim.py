@@ -48,9 +48,15 @@ class BuilderSessionShim:
         """The session's data folder (each run writes to ``runs/<run_id>/`` inside it)."""
         return self._session.data_dir
 
-    def getTime(self, format=float) -> float:
-        """Seconds on the session clock (since the session started); ``format`` is ignored."""
-        return self._session.time()
+    def getTime(self, format=None):
+        """Session time: seconds since the session started, or wall-clock time as the session's clock says."""
+        if format is None and self._session.clock_format == "float":
+            return self._session.time()
+        from .clock import make_clock
+
+        clock = make_clock(self._session.clock_format)
+        clock.reset(-self._session.time())  # the same instant as the session clock
+        return clock.getTime(format=format)
 
     def addData(self, name: str, value: Any, row=None, priority=None) -> bool:
         """Add ``value`` to the current data row; True. ``row`` and ``priority`` are ignored.

@@ -108,6 +108,7 @@ class RunFinished(Event):
     gc_max_pause: float = 0.0
     gc_max_boundary_pause: float = 0.0
     plugins: dict[str, Any] = field(default_factory=dict)
+    exp_info: dict[str, Any] = field(default_factory=dict)  # as the run ended (experiments add keys)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -122,6 +123,7 @@ class RunFailed(Event):
     rows: int = 0
     data_files: list[str] = field(default_factory=list)
     plugins: dict[str, Any] = field(default_factory=dict)
+    exp_info: dict[str, Any] = field(default_factory=dict)  # as the run ended
 
 
 @dataclass(kw_only=True, slots=True)
@@ -199,12 +201,29 @@ class PluginError(Event):
     traceback: str = ""
 
 
+@dataclass(kw_only=True, slots=True)
+class HardwareResponse(Event):
+    """A session device reported a response (key or button press, light sensor value...).
+
+    Topic ``hardware``, which ``all`` does not include: subscribe to it by name.
+    """
+
+    type: ClassVar[str] = "hardware_response"
+    device: str
+    response: str
+    data: dict[str, Any] = field(default_factory=dict)
+    t: float | None = None
+    session_time: float = 0.0
+    run_id: str | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         ExperimentAdded, StatusChanged, RunStarted, RunPaused, RunResumed, RunStopping,
         RunFinished, RunFailed, RunRecovered, ExpInfoChanged, DataRows, DataAdded, Annotated, TrialsChanged,
         PluginError,
+        HardwareResponse,
     )
 }
 

@@ -4,8 +4,9 @@ Discovery reads files without importing them: ``.psyexp`` files are parsed
 as XML and Builder-style ``.py`` scripts with :mod:`ast`, so a broken or
 malicious script cannot run code just by being listed. Loading imports a
 script by file path under a private module name, so an experiment can never
-shadow (or be shadowed by) an installed package; names that would shadow one
-once the experiment folder is on ``sys.path`` are refused all the same.
+shadow (or be shadowed by) an installed package whatever its file is called,
+and inside :func:`session.isolation.experiment_scope`, so its folder's own
+modules (``helpers.py``) are its own and ``sys.path`` is left as it was.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import json
 import os
 import sys
 import threading
@@ -23,6 +25,8 @@ from types import ModuleType
 from typing import Any
 
 from .errors import ExperimentError, NotFound, PathOutsideRoot
+from .isolation import experiment_scope, preserved_sys_path
+from .names import check_key, key_candidates, safe_file_name
 
 BUILDER_FUNCTIONS = ("setupData", "run")
 OPTIONAL_FUNCTIONS = ("setupWindow", "setupDevices", "saveData", "endExperiment", "pauseExperiment")
@@ -70,24 +74,6 @@ def resolve_inside(root: Path, path: str | os.PathLike) -> Path:
 def strip_pipe(key: str) -> str:
     """Builder marks expInfo keys like ``'date|hid'``; the data use ``'date'``."""
     return key.split("|", 1)[0]
-
-
-def shadowed_module(name: str, own_folder: Path | None = None) -> str | None:
-    """Return the installed module ``name`` would shadow on ``sys.path``, if any."""
-    if not name.isidentifier():
-        return None
-    if name in sys.stdlib_module_names or name in sys.builtin_module_names:
-        return name
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    origin = Path(spec.origin).resolve() if spec.origin and spec.has_location else None
-    if origin is not None and own_folder is not None and own_folder in (origin.parent, origin.parent.parent):
-        return None  # that is the experiment itself, found through its own folder
-    return name
 
 
 def file_digest(path: Path) -> str:
@@ -185,12 +171,28 @@ def discover(root: Path) -> list[Experiment]:
                 info = inspect_script(path)
                 if info is not None:
                     found.append((path, "py", info))
-    stems = [p.stem for p, _, _ in found]
-    experiments = []
-    for path, kind, info in found:
-        key = path.stem if stems.count(path.stem) == 1 else path.relative_to(root).with_suffix("").as_posix()
-        experiments.append(Experiment(key=key, path=path, kind=kind, exp_info=info))
-    return experiments
+    keys = unique_keys([path.relative_to(root) for path, _, _ in found])
+    return [Experiment(key=key, path=path, kind=kind, exp_info=info)
+            for key, (path, kind, info) in zip(keys, found)]
+
+
+def unique_keys(relatives: list[Path]) -> list[str]:
+    """A valid, distinct key per file: its stem, or ``parent-stem`` / the whole path where stems clash."""
+    options = [key_candidates(r) for r in relatives]
+    level = [0] * len(relatives)
+    for _ in range(3):
+        chosen = [opts[min(lv, len(opts) - 1)] for opts, lv in zip(options, level)]
+        clashing = {k for k in chosen if chosen.count(k) > 1}
+        if not clashing:
+            return chosen
+        level = [lv + 1 if c in clashing else lv for c, lv in zip(chosen, level)]
+    chosen = [opts[min(lv, len(opts) - 1)] for opts, lv in zip(options, level)]
+    seen: dict[str, int] = {}
+    result = []
+    for key in chosen:  # clashes left by sanitising ("a b" and "a_b"): number them
+        seen[key] = seen.get(key, 0) + 1
+        result.append(key if seen[key] == 1 else f"{key[:96]}-{seen[key]}")
+    return result
 
 
 def make_experiment(root: Path, path: str | os.PathLike, key: str | None = None) -> Experiment:
@@ -210,9 +212,7 @@ def make_experiment(root: Path, path: str | os.PathLike, key: str | None = None)
         kind = "py"
     else:
         raise ExperimentError(f"{resolved.name}: experiments are .psyexp or .py files")
-    key = key or resolved.stem
-    if not key or any(c in key for c in "\\\0") or key.startswith("/"):
-        raise ExperimentError(f"invalid experiment key {key!r}")
+    key = check_key(key) if key is not None else safe_file_name(resolved.stem, "experiment")
     return Experiment(key=key, path=resolved, kind=kind, exp_info=info)
 
 
@@ -228,51 +228,102 @@ def compile_psyexp(path: Path, cache_dir: Path) -> Path:
     script = cache_dir / f"{path.stem}_{digest[:16]}.py"
     if script.is_file():
         return script
-    with _compile_lock:
-        from psychopy import experiment as builder  # heavy: import only when compiling
-
-        exp = builder.Experiment()
-        try:
-            exp.loadFromXML(str(path))
-            exp.settings.params["Use version"].val = ""
-            code = exp.writeScript(target="PsychoPy")
-        except Exception as exc:  # Builder raises many kinds of errors
-            raise ExperimentError(f"could not compile {path.name}: {exc}") from exc
+    with _compile_lock, preserved_sys_path():  # Builder prepends its components folder
+        alerts: list[dict[str, Any]] = []
+        code = builder_script(path, alerts)
+        alerts_file(script).write_text(json.dumps(alerts, default=str), encoding="utf-8")
         tmp = script.with_suffix(".tmp")
         tmp.write_text(code, encoding="utf-8")
         tmp.replace(script)
     for stale in cache_dir.glob(f"{path.stem}_*.py"):
         if stale != script:
             stale.unlink(missing_ok=True)
+            alerts_file(stale).unlink(missing_ok=True)
     return script
 
 
-def load_module(experiment: Experiment, cache_dir: Path) -> ModuleType:
-    """Import the experiment's script under a private name; recompile only if it changed."""
-    clash = shadowed_module(experiment.path.stem, experiment.path.parent)
-    if clash:
-        raise ExperimentError(
-            f"experiment file {experiment.path.name} is named like the installed module "
-            f"'{clash}'; rename it so imports keep working"
-        )
+def alerts_file(script: Path) -> Path:
+    """Where the compiler's alerts for a cached script are kept (JSON list)."""
+    return script.with_name(script.stem + ".alerts.json")
+
+
+def compile_alerts(script: Path | None) -> list[dict[str, Any]]:
+    """The alerts recorded when ``script`` was compiled (empty if none or unknown)."""
+    if script is None:
+        return []
+    try:
+        return json.loads(alerts_file(script).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+
+
+def builder_script(path: Path, alerts: list | None = None) -> str:
+    """Builder's Python script for ``path``; see :func:`compile_builder`."""
+    return compile_builder(path, alerts)[0]
+
+
+def compile_builder(path: Path, alerts: list | None = None) -> tuple[str, Any]:
+    """Builder's script for ``path`` and the loaded ``psychopy.experiment.Experiment``.
+
+    The compiler's alerts (e.g. 7105, a component from a plugin that is not
+    installed) are appended to ``alerts`` as dicts ``{code, msg, name, type}``
+    instead of going to stderr, where nobody watching a server would see
+    them. Caller holds :data:`_compile_lock` and restores ``sys.path``.
+    """
+    from psychopy import experiment as builder  # heavy: import only when compiling
+    from psychopy.alerts import _alerts
+
+    class Collector(_alerts.BaseAlertHandler):
+        def receiveAlert(self, msg):  # noqa: N802 - PsychoPy's name
+            if alerts is not None:
+                alerts.append({"code": msg.code, "msg": msg.msg, "name": msg.name, "type": msg.type})
+
+    collector = Collector()
+    _alerts.addAlertHandler(collector)
+    exp = builder.Experiment()
+    try:
+        exp.loadFromXML(str(path))
+        exp.settings.params["Use version"].val = ""
+        return exp.writeScript(target="PsychoPy"), exp
+    except Exception as exc:  # Builder raises many kinds of errors
+        raise ExperimentError(f"could not compile {path.name}: {exc}") from exc
+    finally:
+        _alerts.removeAlertHandler(collector)
+
+
+def module_name(experiment: Experiment) -> str:
+    """The private name an experiment's script is imported under (never an installed package's)."""
+    return "liaison_experiment_" + hashlib.sha1(str(experiment.path).encode()).hexdigest()[:12]
+
+
+def load_module(experiment: Experiment, cache_dir: Path, root: Path | None = None) -> ModuleType:
+    """Import the experiment's script under a private name; recompile only if it changed.
+
+    The import runs in the experiment's folder with that folder first on
+    ``sys.path`` (see :mod:`session.isolation`); modules it imports from
+    under ``root`` (default: its folder) are forgotten afterwards unless a
+    surrounding scope (a run) still needs them.
+    """
     script = compile_psyexp(experiment.path, cache_dir) if experiment.kind == "psyexp" else experiment.path
     digest = file_digest(script)
     if experiment.module is not None and digest == experiment.digest:
         return experiment.module
     folder = str(experiment.path.parent)
-    if folder not in sys.path:
-        sys.path.append(folder)  # appended: helpers next to it work, installed packages win
-    name = "liaison_experiment_" + hashlib.sha1(str(experiment.path).encode()).hexdigest()[:12]
+    name = module_name(experiment)
     spec = importlib.util.spec_from_file_location(name, script)
     if spec is None or spec.loader is None:
         raise ExperimentError(f"cannot import {script}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        with experiment_scope(folder, root or folder, keep=frozenset({name})):
+            spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(name, None)
         raise ExperimentError(f"importing {experiment.path.name} failed: {type(exc).__name__}: {exc}") from exc
+    except SystemExit as exc:  # a script that calls sys.exit()/core.quit() at import time
+        sys.modules.pop(name, None)
+        raise ExperimentError(f"importing {experiment.path.name} failed: it called sys.exit({exc.code!r})") from exc
     missing = [fn for fn in BUILDER_FUNCTIONS if not callable(getattr(module, fn, None))]
     if missing:
         raise ExperimentError(f"{experiment.path.name} lacks {', '.join(missing)}")

@@ -10,6 +10,7 @@ next frame (see :mod:`session.control`) and return a Future.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import random
 import secrets
@@ -22,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import clock as session_clock
 from . import control, records
 from .builder_shim import BuilderSessionShim
 from .capture import CapturedOutput
@@ -30,11 +32,18 @@ from .events import (
     Annotated, DataAdded, DataRows, ExperimentAdded, ExpInfoChanged, Publisher, RunFailed,
     RunFinished, RunPaused, RunResumed, RunStarted, RunStopping, StatusChanged, TrialsChanged,
 )
-from .experiments import Experiment, defaults_from_module, discover, load_module, make_experiment
+from .experiments import (
+    Experiment, defaults_from_module, discover, load_module, make_experiment, module_name,
+)
 from .gcguard import GcGuard
+from .isolation import exit_outcome, experiment_scope
 from .mainloop import MainThreadQueue
 from .plugins import PluginHost
 from .rescan import find_new
+from .clock import check_clock
+from .names import contain_data_file
+from .devices import SessionDevices, psychopy_device_errors, require_between_runs, session_device_names
+from .problems import ExperimentProblems, ProblemChecks
 from .window import WindowHost, WindowParams
 
 IDLE, STARTING, RUNNING, PAUSED, STOPPING = "idle", "starting", "running", "paused", "stopping"
@@ -109,6 +118,7 @@ class Session:
         open_window: bool = True,
         capture_output: bool = False,
         plugins: PluginHost | None = None,
+        clock: str = "float",
     ) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
@@ -122,6 +132,7 @@ class Session:
         self.queue = MainThreadQueue()
         self.params: dict[str, Any] = dict(params or {})
         self.capture_output = capture_output  # runs' fd 1/2 to their folder (worker processes)
+        self.clock_format = check_clock(clock)  # float | iso | strftime, as psychopy.session.Session(clock=)
         if isinstance(window, dict):
             window = WindowParams.from_dict(window)
         self.windows = WindowHost(window, rest_message)
@@ -132,6 +143,7 @@ class Session:
         self._ticket: RunTicket | None = None
         self._active: ActiveRun | None = None
         self._shim = BuilderSessionShim(self)
+        self.checks = ProblemChecks()  # what would make each experiment fail (session/problems.py)
         self._started_at = time.monotonic()
         self._log_file = None
         self._open_log()
@@ -142,6 +154,8 @@ class Session:
             self.setup_window()
         self.plugins.session_started({"root": str(self.root), "data_dir": str(self.data_dir),
                                       "window": self.windows.describe()})
+        self.devices = SessionDevices(self.data_dir, self.events.publish, self.time, self._current_run_id)
+        self._restore_devices()
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -222,7 +236,15 @@ class Session:
         ))
 
     def list_experiments(self) -> list[dict[str, Any]]:
-        return [e.describe(self.root) for e in list(self.experiments.values())]
+        return [{**e.describe(self.root), **self.readiness(e)} for e in list(self.experiments.values())]
+
+    def readiness(self, experiment: Experiment, *, inspect_now: bool = False) -> dict[str, Any]:
+        """``problems`` (None until inspected) and the ``devices`` it names, with those missing."""
+        inspection = self.checks.check(experiment) if inspect_now else self.checks.cached(experiment)
+        devices = session_device_names()
+        required = inspection.required_devices if inspection else []
+        return {"problems": self.checks.problems(inspection, devices),
+                "devices": {"required": list(required), "missing": [d for d in required if d not in devices]}}
 
     def add_experiment(self, path: str | os.PathLike, key: str | None = None, *, load: bool = True) -> dict[str, Any]:
         """Register an experiment file under ``root``; with ``load``, compile and import it now.
@@ -235,7 +257,7 @@ class Session:
         if existing is not None and existing.path != experiment.path:
             raise Conflict(f"key {experiment.key!r} is already used by {existing.path.relative_to(self.root)}")
         if load:
-            module = load_module(experiment, self.cache_dir)
+            module = load_module(experiment, self.cache_dir, self.root)
             experiment.exp_info = defaults_from_module(module)
         self._register(experiment)
         return experiment.describe(self.root)
@@ -267,6 +289,54 @@ class Session:
                 defaults[name] = self.params[name]
         return defaults
 
+    # --- devices (session/devices.py) ----------------------------------------------
+
+    def _current_run_id(self) -> str | None:
+        ticket = self._current_ticket()
+        return ticket.run_id if ticket else None
+
+    def _restore_devices(self) -> None:
+        from psychopy import logging
+
+        for name, error in self.devices.restore(setup_from=self._setup_devices_now).items():
+            logging.warning(f"liaison: device {name!r} could not be re-created: {error}")
+
+    def _between_runs(self, what: str, fn, *args: Any) -> Future:
+        """Run ``fn`` on the main thread while no run is in progress (devices touch the window's thread)."""
+        require_between_runs(self._current_ticket() is not None, what)
+        if threading.current_thread() is threading.main_thread():
+            done: Future = Future()
+            try:
+                done.set_result(fn(*args))
+            except Exception as exc:  # noqa: BLE001
+                done.set_exception(exc)
+            return done
+        return self.queue.submit(fn, *args)
+
+    def list_devices(self) -> list[dict[str, Any]]:
+        """The session's devices: name, class, params (or the experiment that set it up), ready, error."""
+        return self.devices.describe()
+
+    def add_device(self, name: str, device_class: str, params: dict[str, Any] | None = None) -> Future:
+        return self._between_runs("add a device", self.devices.add, name, device_class, params or {})
+
+    def remove_device(self, name: str) -> Future:
+        return self._between_runs("remove a device", self.devices.remove, name)
+
+    def list_available_devices(self, device_class: str | None = None) -> Future:
+        return self._between_runs("list available devices", self.devices.available, device_class)
+
+    def setup_devices(self, key: str) -> Future:
+        """Run experiment ``key``'s setupDevices once; its devices become session devices."""
+        self.experiment(key)
+        return self._between_runs("set up devices", self._setup_devices_now, key)
+
+    def _setup_devices_now(self, key: str) -> list[str]:
+        experiment = self.experiment(key)
+        with self._experiment_scope(key):
+            module = load_module(experiment, self.cache_dir, self.root)
+            return self.devices.setup_from_experiment(key, module, self.windows.win, self.data_dir / ".setup")
+
     # --- window ----------------------------------------------------------------
 
     def _require_main(self, what: str) -> None:
@@ -288,8 +358,12 @@ class Session:
 
     def prepare_run(self, key: str, exp_info: dict[str, Any] | None = None, *,
                     seed: int | None = None, run_id: str | None = None) -> RunTicket:
-        """Accept a run (any thread): checks the key and that nothing else runs."""
-        self.experiment(key)
+        """Accept a run (any thread): checks the key, the experiment's problems and that nothing else runs."""
+        experiment = self.experiment(key)
+        if self._ticket is None and self._active is None:  # inspecting compiles: never beside a run
+            problems = self.readiness(experiment, inspect_now=True)["problems"]
+            if ProblemChecks.blocking(problems):
+                raise ExperimentProblems(key, problems)
         if exp_info is not None and not isinstance(exp_info, dict):
             raise TypeError("exp_info must be a dict")
         with self._lock:
@@ -311,13 +385,20 @@ class Session:
             raise Conflict("this run ticket is not the pending one")
         data_dir = self.data_dir / "runs" / ticket.run_id
         data_dir.mkdir(parents=True, exist_ok=True)
-        if not self.capture_output:
-            return self._execute(ticket, data_dir)
-        with CapturedOutput(data_dir):
-            return self._execute(ticket, data_dir)
+        with self._experiment_scope(ticket.key):  # every stage in its folder, its own helpers; undone after
+            if not self.capture_output:
+                return self._execute(ticket, data_dir)
+            with CapturedOutput(data_dir):
+                return self._execute(ticket, data_dir)
+
+    def _experiment_scope(self, key: str):
+        experiment = self.experiments.get(key)
+        if experiment is None:
+            return contextlib.nullcontext()
+        return experiment_scope(experiment.path.parent, self.root, keep=frozenset({module_name(experiment)}))
 
     def _execute(self, ticket: RunTicket, data_dir: Path) -> RunResult:
-        from psychopy import core, logging
+        from psychopy import logging
 
         key = ticket.key
         seed = ticket.seed if ticket.seed is not None else secrets.randbits(32)
@@ -326,23 +407,27 @@ class Session:
         guard = GcGuard()
         outcome, error, tb = "completed", None, None
         module = None
-        old_cwd = os.getcwd()
         try:
             if ticket.stop_requested:
                 raise _StoppedBeforeStart()
             experiment = self.experiment(key)
-            module = load_module(experiment, self.cache_dir)
+            module = load_module(experiment, self.cache_dir, self.root)
             exp_info = self._build_exp_info(module, ticket.exp_info)
             active.exp_info = exp_info
             manifest = records.start_record(
                 data_dir, run_id=ticket.run_id, key=key, experiment_path=experiment.path, root=self.root,
                 script=experiment.script, exp_info=dict(exp_info), seed=seed)
+            records.update_manifest(data_dir, clock=session_clock.describe(self.clock_format))
             random.seed(seed)
             import numpy
 
             numpy.random.seed(seed % 2**32)
             this_exp = module.setupData(expInfo=exp_info, dataDir=str(data_dir))
             this_exp.name = key
+            moved = contain_data_file(this_exp, data_dir)  # a participant id like "../x" names no file outside
+            if moved:
+                logging.warning(f"liaison: data file {moved!r} lay outside the run folder; saving as "
+                                f"{this_exp.dataFileName!r}")
             active.this_exp = control.adopt(this_exp, frame_hook=guard.at_frame)
             active.guard = guard
             with self._lock:
@@ -361,7 +446,9 @@ class Session:
                 self._ticket = None
                 self._set_status(RUNNING)
             logging.exp(f"liaison: run {ticket.run_id} of {key} starting, expInfo={exp_info}")
-            global_clock = core.Clock()
+            self.devices.ensure_listeners()  # setupDevices may have re-made a device (keyboards are singletons)
+            global_clock = session_clock.make_clock(self.clock_format)  # reset per run, like PsychoPy's Session
+            session_clock.sync_iohub(global_clock)
             self.plugins.run_started(run_id=ticket.run_id, key=key, exp_info=exp_info, data_dir=str(data_dir),
                                      manifest=manifest, this_exp=this_exp, win=win, global_clock=global_clock)
             with guard:
@@ -369,13 +456,15 @@ class Session:
                            globalClock=global_clock, thisSession=self._shim)
         except _StoppedBeforeStart:
             outcome = "stopped"
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - an experiment may raise anything
+        except (Exception, SystemExit, *psychopy_device_errors()) as exc:  # noqa: BLE001 - anything
             outcome, error = "failed", f"{type(exc).__name__}: {exc}"
             tb = traceback.format_exc()
-            if isinstance(exc, SystemExit):  # core.quit() inside an experiment
-                outcome, error, tb = ("stopped" if ticket.stop_requested else "completed"), None, None
-        finally:
-            os.chdir(old_cwd)
+            if isinstance(exc, SystemExit):  # core.quit() / sys.exit(0) end it; other codes are failures
+                ended_normally, exit_error = exit_outcome(exc)
+                if ended_normally:
+                    outcome, error, tb = ("stopped" if ticket.stop_requested else "completed"), None, None
+                else:
+                    error = exit_error
         if outcome in ("completed", "stopped") and ticket.stop_requested:
             outcome = ticket.stop_outcome
         result = self._finish(active, module, outcome, error, tb, seed, guard, run_log)
@@ -447,12 +536,14 @@ class Session:
             self.events.publish(RunFailed(
                 run_id=ticket.run_id, key=ticket.key, error=error or "", traceback=tb or "",
                 rows=result.rows, data_files=result.data_files, plugins=result.plugins,
+                exp_info=dict(result.exp_info),
             ))
         else:
             self.events.publish(RunFinished(
                 run_id=ticket.run_id, key=ticket.key, outcome=outcome, rows=result.rows,
                 data_files=result.data_files, duration=result.duration, gc_max_pause=result.gc_max_pause,
                 gc_max_boundary_pause=result.gc_max_boundary_pause, plugins=result.plugins,
+                exp_info=dict(result.exp_info),
             ))
         self._set_status(IDLE)
         GcGuard.collect_between_runs()
@@ -511,6 +602,7 @@ class Session:
         if active is None or active.this_exp is None:
             return 0
         published = self._publish_rows(active)
+        self.devices.ensure_listeners()  # components made during the trial may have reset a device
         if active.guard is not None and threading.current_thread() is threading.main_thread():
             active.guard.at_trial_boundary()
             self.plugins.trial_boundary()
@@ -684,9 +776,7 @@ class Session:
         if trial is None:
             return None
         if hasattr(trial, "getDict"):  # thisN, thisRepN, thisTrialN, thisIndex, data
-            described = dict(trial.getDict())
-            described.pop("type", None)
-            return described
+            return dict(trial.getDict())  # PsychoPy's shape, "type" included
         return dict(trial) if isinstance(trial, dict) else {"value": repr(trial)}
 
     def current_trial(self) -> Future:
@@ -739,6 +829,13 @@ class Session:
 
         self.windows.idle()
         logging.flush()
+        if self._ticket is None and self._active is None:  # between runs: inspect one experiment
+            pending = self.checks.pending(list(self.experiments.values()))
+            if pending is not None:
+                try:
+                    self.checks.check(pending)
+                except Exception:  # noqa: BLE001 - a broken file is reported when it is run or listed
+                    logging.warning(f"liaison: could not inspect {pending.key}")
 
     def serve_forever(self, idle_interval: float = 0.1) -> None:
         """Run queued tasks on this (main) thread until ``self.queue.stop()``."""

@@ -73,6 +73,7 @@ class WorkerConfig:
     rest_message: str = "Please wait for the experimenter"
     switch_interval: float = 0.001
     plugins: tuple = ()  # engine plugins: (name, "module:Class", options), from the server's registry
+    clock: str = "float"  # session clock: float | iso | strftime format (session/clock.py)
 
 
 class _LoopWriter:

@@ -29,6 +29,8 @@ IMMEDIATE = {
     "pause", "resume", "stop", "get_exp_info", "update_exp_info", "add_data", "annotate",
     "current_trial", "future_trials", "skip_trials", "rewind_trials", "list_experiments", "ping",
     "status", "start_run", "state", "rescan",
+    # devices: checked at once, then queued for the main thread between runs (session/devices.py)
+    "list_devices", "add_device", "remove_device", "list_available_devices", "setup_devices",
 }
 # Commands that need the main thread (window, imports of Builder code).
 MAIN_THREAD = {"setup_window", "add_experiment", "run_sync"}
@@ -46,7 +48,10 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     code = getattr(exc, "code", None)
     if not isinstance(code, str):
         code = "invalid_args" if isinstance(exc, (TypeError, ValueError)) else "internal"
-    return {"code": code, "message": str(exc) or type(exc).__name__, "type": type(exc).__name__}
+    payload = {"code": code, "message": str(exc) or type(exc).__name__, "type": type(exc).__name__}
+    if isinstance(getattr(exc, "details", None), dict):  # e.g. the problems that refused a run
+        payload["details"] = exc.details
+    return payload
 
 
 class WorkerChild:
@@ -245,7 +250,7 @@ def child_main(sock: socket.socket, config) -> None:
         child.session = Session(
             config.root, data_dir=config.data_dir, window=config.window or None,
             params=config.params, rest_message=config.rest_message, publisher=publisher,
-            capture_output=True, plugins=PluginHost.load(config.plugins, publisher.publish),
+            capture_output=True, plugins=PluginHost.load(config.plugins, publisher.publish), clock=config.clock,
         )
     except BaseException as exc:  # noqa: BLE001
         child.send((pipe.FAILED, {**error_payload(exc), "traceback": traceback.format_exc()}))

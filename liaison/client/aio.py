@@ -459,5 +459,22 @@ class AsyncClient:
         """One run's record; raises NotFound for an unknown ``run_id``."""
         return RunRecord.model_validate(await self.request("get_run", run_id=run_id))
 
+    # devices (see README "Devices") ------------------------------------------------------
+    async def list_devices(self) -> list[dict[str, Any]]:
+        return await self.request("list_devices")
+
+    async def list_available_devices(self, device_class: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        return await self.request("list_available_devices", device_class=device_class)
+
+    async def add_device(self, name: str, device_class: str, params: dict[str, Any] | None = None
+                         ) -> dict[str, Any]:
+        return await self.request("add_device", name=name, device_class=device_class, params=params or {})
+
+    async def remove_device(self, name: str) -> bool:
+        return await self.request("remove_device", name=name)
+
+    async def setup_devices(self, key: str) -> list[str]:
+        return await self.request("setup_devices", key=key)
+
 
 __all__ = ["AsyncClient", "AsyncRun", "Event"]

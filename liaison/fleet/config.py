@@ -47,6 +47,9 @@ class BoothConfig(BaseModel):
     token_env: Optional[str] = Field(None, description="Read the booth's token from this environment variable.")
     role: Literal["controller", "observer"] = "controller"
     dashboard: Optional[str] = Field(None, description="The booth's own dashboard [default: from url].")
+    fingerprint: Optional[str] = Field(None, description=(
+        "For a wss:// booth: the SHA-256 fingerprint `liaison serve` printed for its certificate (pinned)."))
+    ca_file: Optional[str] = Field(None, description="For a wss:// booth: a CA file (or the booth's certificate).")
 
     @field_validator("name")
     @classmethod

@@ -38,10 +38,11 @@ class FleetClient(AsyncClient):
     """
 
     def _on_event(self, event) -> None:
-        if self.last_seq is not None and event.seq <= self.last_seq:
-            return  # already seen (replay overlap after a reconnect)
-        self.last_seq = event.seq
-        self._broadcast(event)
+        # The protocol core has already dropped events seen before (the replay overlap after a reconnect).
+        if self._backlog is not None:
+            self._backlog.append(event)
+        for queue in self._queues:
+            queue.put_nowait(event)
 
 
 class Resync(Exception):
@@ -130,7 +131,8 @@ class BoothLink:
             await self.writer.drained()
         since = await self._since(self.session_id)
         client = FleetClient(self.booth.url, self.booth.token, role=self.booth.role, name="liaison-fleet",
-                             since=since, reconnect=True, reconnect_for=3600.0, timeout=10.0)
+                             since=since, reconnect=True, reconnect_for=3600.0, timeout=10.0,
+                             fingerprint=self.booth.fingerprint, ca_file=self.booth.ca_file)
         self.client = client
         await client.connect()
         session_id = client.hello.get("session_id")

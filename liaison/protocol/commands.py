@@ -29,6 +29,7 @@ class Topic(str, Enum):
     ANNOTATIONS = "annotations"
     EXPERIMENTS = "experiments"
     TRIALS = "trials"
+    HARDWARE = "hardware"
     ALL = "all"
 
     def __str__(self) -> str:
@@ -51,7 +52,11 @@ TOPIC_OF_EVENT: dict[str, Topic] = {
     "annotation": Topic.ANNOTATIONS,
     "trials_changed": Topic.TRIALS,
     "plugin_error": Topic.STATUS,
+    "hardware_response": Topic.HARDWARE,
 }
+
+# High-volume topics that `all` does not include: a client subscribes to them by name.
+OPT_IN_TOPICS: frozenset[str] = frozenset({Topic.HARDWARE.value})
 
 # --- value types ------------------------------------------------------------------------------
 
@@ -61,6 +66,10 @@ Name = Annotated[StrictStr, Field(min_length=1, max_length=200)]
 JsonScalar = Union[StrictBool, StrictInt, FiniteFloat, Annotated[StrictStr, Field(max_length=10_000)], None]
 ExpInfoValue = Union[JsonScalar, Annotated[list[JsonScalar], Field(max_length=1000)]]
 ExpInfo = Annotated[dict[Name, ExpInfoValue], Field(max_length=200)]
+# Keys become parts of file names: a name, never a path (session/names.py has the same rule).
+ExperimentKey = Annotated[StrictStr, Field(
+    min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+    description="Letters, digits, '_', '.' and '-'; starting with a letter, digit or '_'.")]
 TrialCount = Annotated[StrictInt, Field(ge=1, le=10_000)]
 
 
@@ -115,7 +124,7 @@ class AddExperimentArgs(CommandArgs):
 
     path: Annotated[StrictStr, Field(min_length=1, max_length=4096)] = Field(
         description="File path, relative to the session root (absolute paths must lie inside it).")
-    key: Optional[Name] = Field(
+    key: Optional[ExperimentKey] = Field(
         None, description="Key to register it under; null derives one from the file name.")
 
 
@@ -214,6 +223,48 @@ class SetupWindowArgs(CommandArgs):
         None, description="Frame rate to report to experiments (Hz); null measures it.")
 
 
+DeviceName = Annotated[StrictStr, Field(
+    min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+    description="Name the device is stored under (what Builder's device name fields refer to).")]
+DeviceClass = Annotated[StrictStr, Field(
+    min_length=1, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_.:]*$",
+    description="A PsychoPy device class (e.g. psychopy.hardware.button.KeyboardButtonBox) or an alias "
+                "such as `keyboard`; other classes are refused.")]
+DeviceParams = Annotated[dict[Name, ExpInfoValue], Field(max_length=64)]
+
+
+class ListDevicesArgs(CommandArgs):
+    """The session's devices: name, class, params (or the experiment that set it up), whether ready."""
+
+
+class ListAvailableDevicesArgs(CommandArgs):
+    """Devices the machine offers, by class (PsychoPy's `DeviceManager.getAvailableDevices`)."""
+
+    device_class: Optional[DeviceClass] = Field(None, description="Only this class; null lists every class.")
+
+
+class AddDeviceArgs(CommandArgs):
+    """Set up a device under a name, between runs; it persists across runs and worker restarts."""
+
+    name: DeviceName
+    device_class: DeviceClass
+    params: DeviceParams = Field(default_factory=dict, description=(
+        "Keyword arguments for the device class (JSON scalars or lists), e.g. "
+        "{\"buttons\": [\"a\", \"b\"]} for a KeyboardButtonBox."))
+
+
+class RemoveDeviceArgs(CommandArgs):
+    """Close and forget a session device (between runs)."""
+
+    name: DeviceName
+
+
+class SetupDevicesArgs(CommandArgs):
+    """Run an experiment's `setupDevices` once; the devices it creates become session devices."""
+
+    key: Name = Field(description="The experiment's key.")
+
+
 class SubscribeArgs(CommandArgs):
     """Receive events of these topics too (new connections get `all`)."""
 
@@ -268,11 +319,16 @@ COMMANDS: dict[str, type[CommandArgs]] = {
     "replay": ReplayArgs,
     "list_runs": ListRunsArgs,
     "get_run": GetRunArgs,
+    "list_devices": ListDevicesArgs,
+    "list_available_devices": ListAvailableDevicesArgs,
+    "add_device": AddDeviceArgs,
+    "remove_device": RemoveDeviceArgs,
+    "setup_devices": SetupDevicesArgs,
 }
 
 OBSERVER_COMMANDS: frozenset[str] = frozenset({
     "ping", "state", "list_experiments", "get_exp_info", "trials", "subscribe", "unsubscribe",
-    "replay", "list_runs", "get_run",
+    "replay", "list_runs", "get_run", "list_devices",
 })
 CONTROLLER_COMMANDS: frozenset[str] = frozenset(COMMANDS) - OBSERVER_COMMANDS
 

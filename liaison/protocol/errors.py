@@ -26,6 +26,7 @@ class ErrorCode(str, Enum):
     BUSY = "busy"
     EXPERIMENT_ERROR = "experiment_error"
     STORAGE_UNAVAILABLE = "storage_unavailable"
+    DEVICE_ERROR = "device_error"
     INTERNAL = "internal"
 
     def __str__(self) -> str:  # (str, Enum) would print "ErrorCode.X" on 3.11+
@@ -52,6 +53,7 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.STORAGE_UNAVAILABLE: (
         "The server cannot write its journal (e.g. the disk is full): no run starts until it can again."
     ),
+    ErrorCode.DEVICE_ERROR: "A device could not be created, found or used; the message is the device's own.",
     ErrorCode.INTERNAL: "A bug or an unexpected failure on the server side (e.g. the worker died).",
 }
 
@@ -110,11 +112,13 @@ _SESSION_CODES: dict[str, ErrorCode] = {
     "not_found": ErrorCode.NOT_FOUND,
     "forbidden": ErrorCode.FORBIDDEN,
     "experiment_error": ErrorCode.EXPERIMENT_ERROR,
+    "device_error": ErrorCode.DEVICE_ERROR,
     "conflict": ErrorCode.CONFLICT,
     "busy": ErrorCode.BUSY,
     "internal": ErrorCode.INTERNAL,
     "invalid_args": ErrorCode.INVALID_ARGS,
     "storage_unavailable": ErrorCode.STORAGE_UNAVAILABLE,
+    "device_error": ErrorCode.DEVICE_ERROR,
 }
 
 

@@ -214,6 +214,14 @@ EVENT_NOTES: dict[str, str] = {
     "data_added": "A value was added to the run's data with `add_data`.",
     "annotation": "A free-text note was added with `annotate`.",
 }
+FIELD_NOTES_DEVICES = {
+    "hardware_response.device": "Name of the session device that responded.",
+    "hardware_response.response": "PsychoPy's response class (KeyPress, ButtonResponse, ...).",
+    "hardware_response.data": "The response's fields (t, value, duration, channel, name...).",
+    "hardware_response.t": "The response's own time stamp, on the device's clock.",
+    "hardware_response.session_time": "Seconds on the session clock when the session received it.",
+    "hardware_response.run_id": "The run in progress, or null between runs.",
+}
 
 FIELD_NOTES: dict[str, str] = {
     "run_id": "Id of the run.",
@@ -222,6 +230,8 @@ FIELD_NOTES: dict[str, str] = {
     "path": "Experiment file, relative to the session root.",
     "kind": "Experiment kind (psyexp or py).",
     "exp_info": "Experiment info: field name to value.",
+    "run_finished.exp_info": "Experiment info as the run ended (with any keys the experiment added).",
+    "run_failed.exp_info": "Experiment info as the run ended (with any keys the experiment added).",
     "status": "New status: idle, starting, running, paused, stopping (or worker_exited).",
     "data_dir": "Folder the run saves its data in.",
     "latency": "Seconds from the request to the experiment observing it.",
@@ -252,6 +262,7 @@ FIELD_NOTES: dict[str, str] = {
     "where": "engine (in the worker, on the experiment's thread) or server.",
 }
 
+FIELD_NOTES.update(FIELD_NOTES_DEVICES)
 _EXCLUDED_FIELDS = ("seq", "time")
 
 

@@ -51,6 +51,11 @@ RESULT_NOTES: dict[str, str] = {
                "(`gap` only when events are missing; `more` when the reply was cut at 10000 events)."),
     "list_runs": "A list of run records, newest first.",
     "get_run": "The run record (`not_found` when unknown).",
+    "list_devices": "A list of `{name, device_class, params | experiment, ready, class, error}`.",
+    "list_available_devices": "Device class to a list of parameter sets, one per device found.",
+    "add_device": "The new device's description (`device_error` with the device's message if it fails).",
+    "remove_device": "`true`",
+    "setup_devices": "The names of the devices the experiment's `setupDevices` created.",
 }
 
 # Arguments for each command's example request (validated when the docs are generated).
@@ -70,6 +75,11 @@ EXAMPLE_ARGS: dict[str, dict[str, Any]] = {
     "replay": {"since": 120},
     "list_runs": {"limit": 10},
     "get_run": {"run_id": "20250101T120000-stroop_lite-a1b2c3"},
+    "list_available_devices": {"device_class": "keyboard"},
+    "add_device": {"name": "buttonBox", "device_class": "psychopy.hardware.button.KeyboardButtonBox",
+                   "params": {"buttons": ["a", "s", "d", "f"]}},
+    "remove_device": {"name": "buttonBox"},
+    "setup_devices": {"key": "stroop_lite"},
 }
 
 

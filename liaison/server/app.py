@@ -133,7 +133,7 @@ class LiaisonServer:
         self.link = SessionLink(
             WorkerConfig(root=str(config.root), data_dir=str(config.data_dir), window=config.window, params=params,
                          headless=None,  # the display is ours, set up above; the worker inherits it
-                         plugins=self.plugins.engine_specs()),
+                         plugins=self.plugins.engine_specs(), clock=config.clock),
             self.journal, self.publisher, loop)
         self.hub.listeners.append(self.link.on_event)
         self.link.on_worker_start.append(lambda host: self.lock.note(worker_pid=host.process.pid))

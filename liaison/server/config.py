@@ -37,6 +37,7 @@ class ServerConfig:
     replay_bytes: int = 32 << 20  # ... and at most this much of their text
     web_dir: Path | None = None
     durable: bool = False  # fsync the journal on every batch (survives power loss, costs ~ms)
+    clock: str = "float"  # session clock: float | iso | strftime format, like psychopy.session.Session(clock=)
     recovery_wait: float = 30.0  # seconds to let an orphaned worker finish saving before recovery
     plugins: list[Any] = field(default_factory=list)  # "NAME[:k=v,...]" or {"name", "options"} (liaison.plugins)
     # TLS (see tls.py): None = on off loopback, off on loopback; True forces it; False needs accept_plaintext

@@ -32,6 +32,9 @@ WORKER_COMMANDS: dict[str, str] = {
     "annotate": "annotate",
     "skip_trials": "skip_trials",
     "rewind_trials": "rewind_trials",
+    "list_devices": "list_devices",
+    "add_device": "add_device",
+    "remove_device": "remove_device",
 }
 REPLAY_LIMIT = 10_000  # events in one `replay` page
 
@@ -157,6 +160,14 @@ class Dispatcher:
         current, future = await asyncio.gather(self.link.call("current_trial"),
                                                self.link.call("future_trials", n=n, start=start))
         return {"current": current, "future": future}
+
+    def cmd_list_available_devices(self, caller: Caller, device_class: str | None = None):
+        """The device classes PsychoPy can find here and their available devices (slow: it probes hardware)."""
+        return self.link.call("list_available_devices", SLOW_TIMEOUT, device_class=device_class)
+
+    def cmd_setup_devices(self, caller: Caller, key: str):
+        """Set up the devices experiment ``key`` declares, as its own ``setupDevices`` would."""
+        return self.link.call("setup_devices", SLOW_TIMEOUT, key=key)
 
     def cmd_abort(self, caller: Caller, grace: float = 2.0):
         """An awaitable that stops the run and kills the worker if it has not ended after ``grace`` seconds."""

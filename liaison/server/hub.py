@@ -36,6 +36,7 @@ from session.events import Event
 from liaison.store.journal import Journal
 
 from ..protocol import TOPIC_OF_EVENT, Alert, Topic, dumps, event_json
+from ..protocol.commands import OPT_IN_TOPICS
 
 log = logging.getLogger("liaison.server")
 PAGE = 512  # events per catch-up read
@@ -67,7 +68,7 @@ class Subscriber:
     def wants(self, topic: str) -> bool:
         """Whether an event of ``topic`` goes to this client (``all`` takes everything)."""
         topics = self.topics
-        return ALL in topics or topic in topics
+        return topic in topics or (ALL in topics and topic not in OPT_IN_TOPICS)
 
     def offer(self, seq: int, text: str) -> None:
         """Queue an event (loop thread); overflowing the bounds cuts the client."""
@@ -274,7 +275,8 @@ class Hub:
         if not raw:
             return [], after
         everything = Topic.ALL.value in topics
-        return [(seq, text) for seq, topic, text in raw if everything or topic in topics], raw[-1][0]
+        return [(seq, text) for seq, topic, text in raw
+                if topic in topics or (everything and topic not in OPT_IN_TOPICS)], raw[-1][0]
 
     def subscribe(self, subscriber: Subscriber, since: int | None) -> tuple[str, tuple[int, int] | None]:
         """Register a client; with ``since``, it first catches up on what it missed.

@@ -36,7 +36,8 @@ def error_from_worker(exc: BaseException, request_id: Any = None) -> ProtocolErr
         exc.request_id = request_id
         return exc
     if isinstance(exc, WorkerError):
-        return ProtocolError(error_code_for(exc.code), str(exc), request_id=request_id)
+        details = exc.details.get("details") if isinstance(exc.details, dict) else None  # e.g. a run's problems
+        return ProtocolError(error_code_for(exc.code), str(exc), details, request_id=request_id)
     if isinstance(exc, WorkerDied):
         return ProtocolError(ErrorCode.INTERNAL, f"the session worker is not available: {exc}",
                              request_id=request_id)

@@ -301,6 +301,9 @@ class Journal:
                 (getattr(event, "outcome", "failed"), event.time, event.seq, event.rows,
                  getattr(event, "error", None), json.dumps(list(event.data_files)), run_id),
             )
+            if getattr(event, "exp_info", None):  # the expInfo the run ended with (keys it added)
+                db.execute("UPDATE runs SET exp_info=? WHERE run_id=?",
+                           (json.dumps(event.exp_info, default=str), run_id))
         elif kind == "run_recovered":
             db.execute("UPDATE runs SET data_files=? WHERE run_id=?", (json.dumps(list(event.data_files)), run_id))
 

@@ -22,6 +22,7 @@ from session import records
 from session.events import Event, RunFinished, RunRecovered
 
 from .journal import Journal
+from .names import file_inside, safe_file_name
 
 Publish = Callable[[Event], Any]
 
@@ -92,8 +93,8 @@ def rebuild_run(journal: Journal, run: dict[str, Any], *, reason: str, damage: s
         run_dir.mkdir(parents=True, exist_ok=True)
         if wait:
             wait_for_worker(run_dir, wait)
-        csv_name = f"{run['key']}_recovered.csv"
-        write_rows_csv(rows, run_dir / csv_name)
+        csv_name = f"{safe_file_name(run['key'], 'run')}_recovered.csv"  # keys journalled by old servers may be paths
+        write_rows_csv(rows, file_inside(run_dir, csv_name))
         previous = records.read_manifest(run_dir) or {"run_id": run["run_id"], "experiment": {"key": run["key"]},
                                                       "exp_info": run.get("exp_info"), "started": run.get("started")}
         files = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")

@@ -14,6 +14,7 @@ import pytest
 from conftest import read_csv, run_csv
 from session import Busy, Conflict, ExperimentError, NotFound, PathOutsideRoot, Session
 from session.events import Publisher
+from session.names import InvalidName
 
 
 @pytest.fixture(scope="module")
@@ -302,8 +303,13 @@ def test_bad_requests_get_clear_errors(session, session_root):
     shadow = session_root / "shadow"
     shadow.mkdir(exist_ok=True)
     (shadow / "random.py").write_text((session_root / "fixtures" / "raises_demo.py").read_text())
-    with pytest.raises(ExperimentError, match="named like the installed module 'random'"):
-        session.add_experiment("shadow/random.py", key="shadowy")
+    # imported under a private name: a file named like a stdlib module neither shadows nor is refused
+    assert session.add_experiment("shadow/random.py", key="shadowy")["key"] == "shadowy"
+    import random
+
+    assert hasattr(random, "shuffle") and sys.modules["random"] is random
+    with pytest.raises(InvalidName, match="invalid experiment key"):
+        session.add_experiment("shadow/random.py", key="../escape")
     with pytest.raises(Conflict, match="no experiment is running"):
         session.pause()
     with pytest.raises(Conflict):

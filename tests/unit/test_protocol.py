@@ -134,6 +134,8 @@ def test_error_codes(raw, code, request_id):
     ("list_runs", {"limit": 0}, "limit"),
     ("get_run", {"run_id": 5}, "run_id"),
     ("ping", {"x": 1}, "x"),
+    ("add_experiment", {"path": "a.psyexp", "key": "../escape"}, "key"),
+    ("add_experiment", {"path": "a.psyexp", "key": "dir/exp"}, "key"),
 ])
 def test_invalid_args_keeps_the_id_and_names_the_field(cmd, args, field):
     error = fail(req(cmd, args, id="r-9"))
@@ -218,10 +220,12 @@ def test_request_model_validate_dispatches_on_cmd():
 
 def test_roles_table():
     assert OBSERVER_COMMANDS == {"ping", "state", "list_experiments", "get_exp_info", "trials", "subscribe",
-                                 "unsubscribe", "replay", "list_runs", "get_run"}
+                                 "unsubscribe", "replay", "list_runs", "get_run", "list_devices"}
+    assert {"add_device", "remove_device", "setup_devices", "list_available_devices"} <= CONTROLLER_COMMANDS
     assert CONTROLLER_COMMANDS == set(COMMANDS) - OBSERVER_COMMANDS
     assert {"run", "pause", "resume", "stop", "abort", "set_exp_info", "add_data", "annotate", "skip_trials",
-            "rewind_trials", "setup_window", "add_experiment", "rescan"} == CONTROLLER_COMMANDS
+            "rewind_trials", "setup_window", "add_experiment", "add_device", "remove_device", "setup_devices",
+            "list_available_devices", "rescan"} == CONTROLLER_COMMANDS
     assert set(REQUEST_MODELS) == set(COMMANDS)
     defs = json_schema()["$defs"]
     for cmd, model in REQUEST_MODELS.items():
@@ -294,7 +298,7 @@ def test_reply_helpers_and_consistency():
 
 
 def sample_event(cls: type[session_events.Event]) -> session_events.Event:
-    values = {"str": "s", "str | None": None, "int": 3, "float": 0.5, "dict[str, Any]": {"a": (1, 2)},
+    values = {"str": "s", "str | None": None, "int": 3, "float": 0.5, "float | None": 0.25, "dict[str, Any]": {"a": (1, 2)},
               "list[str]": ["f.csv"], "list[dict[str, Any]]": [{"x": float("nan")}], "Any": {"deep": [1]}}
     kwargs = {f.name: values[f.type] for f in dataclasses.fields(cls) if f.name not in ("seq", "time")}
     return cls(seq=12, time=1700000000.5, **kwargs)

@@ -50,6 +50,8 @@ json_scalars = (st.none() | st.booleans() | st.integers(-(2**53), 2**53)
                 | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30))
 topics = st.lists(st.sampled_from([t.value for t in Topic]), min_size=1, unique=True)
 exp_info = st.dictionaries(names, json_scalars | st.lists(json_scalars, max_size=5), max_size=5)
+device_classes = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_.:]{0,100}\Z")
+experiment_keys = st.from_regex(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
 
 
 def optional(strategy):
@@ -66,7 +68,7 @@ def args_of(**fields: Any):
 ARGS = {
     "ping": st.just({}), "state": st.just({}), "list_experiments": st.just({}), "rescan": st.just({}), "pause": st.just({}),
     "resume": st.just({}), "stop": st.just({}), "get_exp_info": st.just({}),
-    "add_experiment": args_of(path=st.text(min_size=1, max_size=80), key_=optional(names)),
+    "add_experiment": args_of(path=st.text(min_size=1, max_size=80), key_=optional(experiment_keys)),
     "run": args_of(key=names, exp_info_=optional(exp_info), seed_=optional(st.integers(0, 2**32 - 1))),
     "abort": args_of(grace_=st.floats(0, 60) | st.integers(0, 60)),
     "set_exp_info": args_of(values=exp_info.filter(bool)),
@@ -86,6 +88,12 @@ ARGS = {
     "replay": args_of(since=st.integers(0, 2**62)),
     "list_runs": args_of(limit_=st.integers(1, 1000)),
     "get_run": args_of(run_id=names),
+    "list_devices": st.just({}),
+    "list_available_devices": args_of(device_class_=optional(device_classes)),
+    "add_device": args_of(name=experiment_keys, device_class=device_classes,
+                          params_=st.dictionaries(names, st.integers() | st.text(max_size=20), max_size=8)),
+    "remove_device": args_of(name=experiment_keys),
+    "setup_devices": args_of(key=names),
 }
 
 
