@@ -247,6 +247,27 @@ class Client:
         """Block for the ``limit`` most recent runs, newest first."""
         return self._call(self._async.list_runs(limit))
 
+    # devices (see README "Devices") ------------------------------------------------------
+    def list_devices(self) -> list[dict[str, Any]]:
+        """The session's named devices (blocking :meth:`AsyncClient.list_devices`)."""
+        return self._call(self._async.list_devices())
+
+    def list_available_devices(self, device_class: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """What PsychoPy's DeviceManager finds, by class (blocking :meth:`AsyncClient.list_available_devices`)."""
+        return self._call(self._async.list_available_devices(device_class))
+
+    def add_device(self, name: str, device_class: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Add a named device the session keeps across runs (blocking :meth:`AsyncClient.add_device`)."""
+        return self._call(self._async.add_device(name, device_class, params))
+
+    def remove_device(self, name: str) -> bool:
+        """Remove a named device (blocking :meth:`AsyncClient.remove_device`)."""
+        return self._call(self._async.remove_device(name))
+
+    def setup_devices(self, key: str) -> list[str]:
+        """Set up the devices experiment ``key`` declares (blocking :meth:`AsyncClient.setup_devices`)."""
+        return self._call(self._async.setup_devices(key))
+
     def get_run(self, run_id: str) -> RunRecord:
         """Block for one run's record; raises NotFound for an unknown ``run_id``."""
         return self._call(self._async.get_run(run_id))

@@ -14,18 +14,16 @@ import hmac
 import json
 import mimetypes
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from websockets.http11 import Response
 
 from ..server.http import inside, origin_allowed, respond, text
+from ..resources import web_dir
 from .config import LOOPBACK
 
-if TYPE_CHECKING:
-    from .service import FleetService
-
-WEB_DIR = Path(__file__).resolve().parent.parent.parent / "web" / "fleet"
+WEB_DIR = (web_dir() or Path("/nonexistent")) / "fleet"  # the installed package's, or the checkout's
 SHARED_FILES = {"favicon.svg": WEB_DIR.parent / "favicon.svg"}
 
 
@@ -55,11 +53,12 @@ def host_allowed(host: str | None, bound: str, allowed: list[str]) -> bool:
 class FleetFront:
     """``process_request`` for the fleet's server."""
 
-    def __init__(self, service: "FleetService") -> None:
-        self.service = service
+    def __init__(self, settings, stats: Callable[[], dict[str, Any]]) -> None:
+        self.settings = settings  # the config's [fleet] table
+        self.stats = stats
 
     def __call__(self, connection, request) -> Response | None:
-        settings = self.service.config.fleet
+        settings = self.settings
         headers = request.headers
         hosts = headers.get_all("Host")
         if len(hosts) != 1 or len(headers.get_all("Origin")) > 1:
@@ -77,12 +76,12 @@ class FleetFront:
         if path == "/api/stats":
             if not self.authorised(headers):
                 return text(401, "Unauthorized", "send Authorization: Bearer <token>")
-            body = json.dumps(self.service.stats(), default=str).encode()
+            body = json.dumps(self.stats(), default=str).encode()
             return respond(200, "OK", body, "application/json", [("Cache-Control", "no-store")])
         return self.static(path)
 
     def authorised(self, headers) -> bool:
-        settings = self.service.config.fleet
+        settings = self.settings
         if settings.no_auth:
             return True
         given = headers.get("Authorization", "")

@@ -129,7 +129,7 @@ class FleetService:
                 self.loop.add_signal_handler(sig, self.request_stop)
         settings = self.config.fleet
         try:
-            async with serve(self._handler, settings.host, settings.port, process_request=FleetFront(self),
+            async with serve(self._handler, settings.host, settings.port, process_request=FleetFront(self.config.fleet, self.stats),
                              max_size=MAX_MESSAGE, max_queue=16, compression=None, ping_interval=20,
                              server_header=f"liaison-fleet/{__version__}") as server:
                 self.port = server.sockets[0].getsockname()[1]

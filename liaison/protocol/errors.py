@@ -118,7 +118,6 @@ _SESSION_CODES: dict[str, ErrorCode] = {
     "internal": ErrorCode.INTERNAL,
     "invalid_args": ErrorCode.INVALID_ARGS,
     "storage_unavailable": ErrorCode.STORAGE_UNAVAILABLE,
-    "device_error": ErrorCode.DEVICE_ERROR,
 }
 
 

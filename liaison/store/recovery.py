@@ -20,9 +20,9 @@ from typing import Any, Callable
 
 from session import records
 from session.events import Event, RunFinished, RunRecovered
+from session.names import file_inside, safe_file_name
 
 from .journal import Journal
-from .names import file_inside, safe_file_name
 
 Publish = Callable[[Event], Any]
 

@@ -22,7 +22,7 @@ import websockets
 from conftest import liaison_command, make_root, start_serve, stop_serve
 from pgcluster import free_port, wait_for
 
-from session.journal import Journal
+from liaison.store.journal import Journal
 
 FLEET_TOKEN = "fleet-token-0123456789"
 BOOTHS = ("booth-a", "booth-b", "booth-c")

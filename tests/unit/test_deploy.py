@@ -141,5 +141,5 @@ def test_rescan_finds_new_experiments_and_keeps_known_keys(tmp_path):
     (tmp_path / "b" / "rt.py").write_text(SCRIPT)  # same stem: keyed by its path
     (tmp_path / "b" / "other.py").write_text(SCRIPT)
     new = find_new(tmp_path, known)
-    assert sorted(e.key for e in new) == ["b/rt", "other"]
+    assert sorted(e.key for e in new) == ["b-rt", "other"]
     assert known["rt"].path == tmp_path / "a" / "rt.py"

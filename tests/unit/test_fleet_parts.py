@@ -118,12 +118,12 @@ def test_model_raises_silent_and_stalled_alerts_once():
 
 def test_the_fleet_client_forgets_events_once_handed_on():
     """A fleet follows booths for weeks: its client must not keep every run's events (AsyncClient does)."""
-    from liaison.client.aio import Event
     from liaison.fleet.link import FleetClient
 
     client = FleetClient("ws://127.0.0.1:1/", "t", since=0)
-    for seq in range(1, 1001):
-        client._on_event(Event(seq, "data_rows", 0.0, {"run_id": f"r{seq % 7}", "rows": [{}]}))
-    client._on_event(Event(500, "data_rows", 0.0, {"run_id": "r1"}))  # a replayed one: dropped
+    frame = [{"v": 1, "type": "event", "seq": seq, "event": "data_rows", "time": 0.0,
+              "data": {"run_id": f"r{seq % 7}", "rows": [{}]}} for seq in range(1, 1001)]
+    client._on_frame(json.dumps(frame))
+    client._on_frame(json.dumps(frame[499]))  # a replayed one: dropped
     assert client._run_events == {}
     assert len(client._backlog) == 1000 and client.last_seq == 1000

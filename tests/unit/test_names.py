@@ -10,9 +10,9 @@ import pytest
 from journal_fixtures import published
 from session.events import DataRows, RunStarted
 from session.experiments import discover, make_experiment, unique_keys
-from session.journal import Journal
+from liaison.store.journal import Journal
 from session.names import InvalidName, check_key, contain_data_file, safe_file_name
-from session.recovery import recover
+from liaison.store.recovery import recover
 
 SCRIPT = "def setupData(expInfo, dataDir=None):\n    pass\n\n\ndef run(expInfo, thisExp, win):\n    pass\n"
 

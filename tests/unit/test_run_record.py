@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from journal_fixtures import published
 from session.events import RunFailed, RunFinished, RunStarted
-from session.journal import Journal
+from liaison.store.journal import Journal
 
 
 def test_get_run_returns_the_exp_info_the_run_ended_with(tmp_path):

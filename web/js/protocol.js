@@ -27,6 +27,7 @@ export const ERROR = Object.freeze({
   "BUSY": "busy",
   "EXPERIMENT_ERROR": "experiment_error",
   "STORAGE_UNAVAILABLE": "storage_unavailable",
+  "DEVICE_ERROR": "device_error",
   "INTERNAL": "internal"
 });
 
@@ -71,6 +72,7 @@ export const TOPIC = Object.freeze({
   "ANNOTATIONS": "annotations",
   "EXPERIMENTS": "experiments",
   "TRIALS": "trials",
+  "HARDWARE": "hardware",
   "ALL": "all"
 });
 
@@ -89,7 +91,8 @@ export const TOPIC_OF_EVENT = Object.freeze({
   "data_added": "data",
   "annotation": "annotations",
   "trials_changed": "trials",
-  "plugin_error": "status"
+  "plugin_error": "status",
+  "hardware_response": "hardware"
 });
 
 // The least role each command needs.
@@ -117,5 +120,10 @@ export const COMMAND_ROLE = Object.freeze({
   "unsubscribe": "observer",
   "replay": "observer",
   "list_runs": "observer",
-  "get_run": "observer"
+  "get_run": "observer",
+  "list_devices": "observer",
+  "list_available_devices": "controller",
+  "add_device": "controller",
+  "remove_device": "controller",
+  "setup_devices": "controller"
 });
