@@ -90,6 +90,9 @@ def serve(
     frame_rate: Optional[float] = typer.Option(None, help="Report this frame rate instead of measuring."),
     param: List[str] = typer.Option([], help="Session param overriding expInfo, key=value (repeatable)."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    priority: str = typer.Option("high", help="The experiment's CPU priority: normal (unchanged), high (nice -10 "
+                                 "and a core of its own) or realtime (SCHED_RR too; needs 2+ cores and root "
+                                 "or CAP_SYS_NICE). What was obtained is in each run's manifest."),
 ) -> None:
     """Serve the experiments under ROOT to controllers and observers."""
     from .server.app import LiaisonServer
@@ -107,7 +110,8 @@ def serve(
     try:
         config = ServerConfig(root=root, host=host, port=port, token=token, no_auth=no_auth,
                               allowed_origins=list(allow_origin), data_dir=data_dir or root / "data",
-                              headless=headless, window=window, params=parse_pairs(param, "--param"))
+                              headless=headless, window=window, params=parse_pairs(param, "--param"),
+                              priority=priority)
     except ValueError as exc:
         fail(str(exc))
     from session.datalock import DataDirBusy

@@ -63,6 +63,11 @@ def start_xvfb(size: tuple[int, int] = (1280, 1024), depth: int = 24, timeout: f
     return display
 
 
+def xvfb_pid() -> int | None:
+    """The process id of the Xvfb this process started, if it runs."""
+    return _started.pid if _started is not None and _started.poll() is None else None
+
+
 def stop_xvfb() -> None:
     global _started
     if _started is not None and _started.poll() is None:

@@ -93,6 +93,9 @@ class RunFinished(Event):
     duration: float
     gc_max_pause: float = 0.0
     gc_max_boundary_pause: float = 0.0
+    timing_ok: bool | None = None
+    timing_problem: str | None = None
+    timing: dict[str, Any] | None = None
 
 
 @dataclass(kw_only=True, slots=True)
@@ -104,6 +107,19 @@ class RunFailed(Event):
     traceback: str
     rows: int = 0
     data_files: list[str] = field(default_factory=list)
+    timing_ok: bool | None = None
+    timing_problem: str | None = None
+    timing: dict[str, Any] | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class RunTiming(Event):
+    """The running experiment's frame timing so far (about once a second, at trial boundaries)."""
+
+    type: ClassVar[str] = "run_timing"
+    run_id: str
+    key: str
+    timing: dict[str, Any]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -166,7 +182,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         ExperimentAdded, StatusChanged, RunStarted, RunPaused, RunResumed, RunStopping,
-        RunFinished, RunFailed, RunRecovered, ExpInfoChanged, DataRows, DataAdded, Annotated, TrialsChanged,
+        RunFinished, RunFailed, RunTiming, RunRecovered, ExpInfoChanged, DataRows, DataAdded, Annotated, TrialsChanged,
     )
 }
 

@@ -24,6 +24,7 @@ import gc
 import time
 
 NEVER = 1_000_000_000  # a generation threshold that is never reached
+SLOW = 1e-3  # a collection longer than this (s) is counted as slow in the timing report
 MAX_DEFERRED = 1000  # young collections before the middle one runs without waiting for a trial boundary
 
 
@@ -34,6 +35,8 @@ class GcGuard:
         self.max_pause = 0.0
         self.max_boundary_pause = 0.0
         self.collections = 0
+        self.slow_in_frames = 0  # automatic collections over SLOW seconds (they interrupted a frame)
+        self.slow_at_boundaries = 0
         self._started = 0.0
         self._scheduled = False
         self._active = False
@@ -49,8 +52,10 @@ class GcGuard:
         self.collections += 1
         if self._scheduled:
             self.max_boundary_pause = max(self.max_boundary_pause, pause)
+            self.slow_at_boundaries += pause > SLOW
         else:
             self.max_pause = max(self.max_pause, pause)
+            self.slow_in_frames += pause > SLOW
             if gc.get_count()[1] >= MAX_DEFERRED:
                 self._overdue = True
 
@@ -88,6 +93,13 @@ class GcGuard:
             gc.collect(1)
         finally:
             self._scheduled = False
+
+    def describe(self) -> dict:
+        """The run's collections for its timing report (milliseconds)."""
+        return {"collections": self.collections, "max_in_frames_ms": round(self.max_pause * 1e3, 4),
+                "max_at_boundaries_ms": round(self.max_boundary_pause * 1e3, 4),
+                "slow_in_frames": self.slow_in_frames, "slow_at_boundaries": self.slow_at_boundaries,
+                "slow_ms": SLOW * 1e3}
 
     @staticmethod
     def collect_between_runs() -> None:

@@ -150,7 +150,8 @@ def environment() -> dict[str, Any]:
 
 
 def start_record(run_dir: Path, *, run_id: str, key: str, experiment_path: Path, root: Path,
-                 script: Path | None, exp_info: dict[str, Any], seed: int) -> dict[str, Any]:
+                 script: Path | None, exp_info: dict[str, Any], seed: int,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``RUNNING`` and the manifest before the experiment starts (off the frame loop)."""
     manifest = {
         "run_id": run_id,
@@ -173,6 +174,7 @@ def start_record(run_dir: Path, *, run_id: str, key: str, experiment_path: Path,
         "rows": 0,
         "data_files": [],
         "error": None,
+        **(extra or {}),
     }
     write_manifest(run_dir, manifest)
     set_status(run_dir, RUNNING)
@@ -181,9 +183,9 @@ def start_record(run_dir: Path, *, run_id: str, key: str, experiment_path: Path,
 
 def finish_record(run_dir: Path, *, outcome: str, rows: int, data_files: list[str], exp_info: dict[str, Any],
                   duration: float, error: str | None, gc_max_pause: float,
-                  gc_max_boundary_pause: float = 0.0) -> None:
+                  gc_max_boundary_pause: float = 0.0, extra: dict[str, Any] | None = None) -> None:
     status = STATUS_OF_OUTCOME.get(outcome, "FAILED")
     update_manifest(run_dir, ended=time.time(), duration=duration, outcome=outcome, status=status, rows=rows,
                     data_files=data_files, exp_info=exp_info, error=error, gc_max_pause=gc_max_pause,
-                    gc_max_boundary_pause=gc_max_boundary_pause)
+                    gc_max_boundary_pause=gc_max_boundary_pause, **(extra or {}))
     set_status(run_dir, status)

@@ -22,17 +22,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import control, records
+from . import control, priority, records
 from .builder_shim import BuilderSessionShim
 from .capture import CapturedOutput
 from .errors import Busy, Conflict, NotFound, WrongThread
 from .events import (
     Annotated, DataAdded, DataRows, ExperimentAdded, ExpInfoChanged, Publisher, RunFailed,
-    RunFinished, RunPaused, RunResumed, RunStarted, RunStopping, StatusChanged, TrialsChanged,
+    RunFinished, RunPaused, RunResumed, RunStarted, RunStopping, RunTiming, StatusChanged, TrialsChanged,
 )
 from .experiments import Experiment, defaults_from_module, discover, load_module, make_experiment
 from .gcguard import GcGuard
 from .mainloop import MainThreadQueue
+from .timing import TimingRecorder
 from .window import WindowHost, WindowParams
 
 IDLE, STARTING, RUNNING, PAUSED, STOPPING = "idle", "starting", "running", "paused", "stopping"
@@ -59,6 +60,7 @@ class ActiveRun:
     exp_info: dict[str, Any]
     this_exp: Any = None
     guard: Any = None  # the run's GcGuard: middle-generation collections at trial boundaries
+    timing: TimingRecorder | None = None  # the run's frame timing (session.timing)
     published_rows: int = 0
     started: float = field(default_factory=time.perf_counter)
 
@@ -78,6 +80,7 @@ class RunResult:
     gc_max_boundary_pause: float = 0.0
     error: str | None = None
     traceback: str | None = None
+    timing: dict[str, Any] | None = None  # session.timing report
 
 
 def new_run_id(key: str) -> str:
@@ -315,7 +318,8 @@ class Session:
             exp_info = self._build_exp_info(module, ticket.exp_info)
             active.exp_info = exp_info
             records.start_record(data_dir, run_id=ticket.run_id, key=key, experiment_path=experiment.path,
-                                 root=self.root, script=experiment.script, exp_info=dict(exp_info), seed=seed)
+                                 root=self.root, script=experiment.script, exp_info=dict(exp_info), seed=seed,
+                                 extra={"priority": priority.report()})
             random.seed(seed)
             import numpy
 
@@ -331,6 +335,7 @@ class Session:
                 win = module.setupWindow(expInfo=exp_info, win=win)
             if callable(getattr(module, "setupDevices", None)):
                 module.setupDevices(expInfo=exp_info, thisExp=this_exp, win=win)
+            active.timing = self._start_timing(active, win, guard)
             self.events.publish(RunStarted(
                 run_id=ticket.run_id, key=key, exp_info=dict(exp_info), data_dir=str(data_dir),
             ))
@@ -376,6 +381,7 @@ class Session:
 
         ticket = active.ticket
         this_exp = active.this_exp
+        timing_report = self._end_timing(active, guard)
         with self._lock:
             self._active = None
             self._ticket = None
@@ -410,18 +416,21 @@ class Session:
             gc_max_boundary_pause=guard.max_boundary_pause,
             error=error, traceback=tb,
         )
+        result.timing = timing_report
         self._write_record(result, ticket)
         self.runs.append(result)
+        verdict = {"timing": timing_report, "timing_ok": timing_report.get("timing_ok") if timing_report else None,
+                   "timing_problem": timing_report.get("timing_problem") if timing_report else None}
         if outcome == "failed":
             self.events.publish(RunFailed(
                 run_id=ticket.run_id, key=ticket.key, error=error or "", traceback=tb or "",
-                rows=result.rows, data_files=result.data_files,
+                rows=result.rows, data_files=result.data_files, **verdict,
             ))
         else:
             self.events.publish(RunFinished(
                 run_id=ticket.run_id, key=ticket.key, outcome=outcome, rows=result.rows,
                 data_files=result.data_files, duration=result.duration, gc_max_pause=result.gc_max_pause,
-                gc_max_boundary_pause=result.gc_max_boundary_pause,
+                gc_max_boundary_pause=result.gc_max_boundary_pause, **verdict,
             ))
         self._set_status(IDLE)
         GcGuard.collect_between_runs()
@@ -443,11 +452,31 @@ class Session:
             records.finish_record(result.data_dir, outcome=result.outcome, rows=result.rows, data_files=files,
                                   exp_info=dict(result.exp_info), duration=result.duration, error=result.error,
                                   gc_max_pause=result.gc_max_pause,
-                                  gc_max_boundary_pause=result.gc_max_boundary_pause)
+                                  gc_max_boundary_pause=result.gc_max_boundary_pause,
+                                  extra={"timing": result.timing})
         except Exception:  # noqa: BLE001
             import logging as std_logging
 
             std_logging.getLogger("session").exception("could not write the record of run %s", result.run_id)
+
+    def _start_timing(self, active: ActiveRun, win, guard: GcGuard) -> TimingRecorder:
+        """Time every flip of this run; live ``run_timing`` events about once a second."""
+        ticket, this_exp = active.ticket, active.this_exp
+        recorder = TimingRecorder(
+            getattr(win, "_monitorFrameRate", None), row_of=lambda: len(this_exp.entries),
+            measured_hz=self.windows.measured_rate, gc_guard=guard,
+            on_report=lambda report: self.events.publish(RunTiming(run_id=ticket.run_id, key=ticket.key,
+                                                                   timing=report)))
+        recorder.attach(win)
+        return recorder
+
+    @staticmethod
+    def _end_timing(active: ActiveRun, guard: GcGuard) -> dict[str, Any] | None:
+        recorder = active.timing
+        if recorder is None:
+            return None
+        recorder.detach()
+        return recorder.summary()
 
     @staticmethod
     def _describe_result(result: RunResult) -> dict[str, Any]:
@@ -482,6 +511,8 @@ class Session:
         published = self._publish_rows(active)
         if active.guard is not None and threading.current_thread() is threading.main_thread():
             active.guard.at_trial_boundary()
+            if active.timing is not None:
+                active.timing.at_trial_boundary()
         return published
 
     # --- control (any thread) ----------------------------------------------------
@@ -538,6 +569,8 @@ class Session:
             if self._status != PAUSED:
                 raise Conflict("the experiment is not paused")
             active.this_exp.status = STARTED
+            if active.timing is not None:  # the pause is not a frame
+                active.timing.skip_interval()
             self._set_status(RUNNING)
             self.events.publish(RunResumed(run_id=active.ticket.run_id, key=active.ticket.key, latency=latency))
             return latency

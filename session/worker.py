@@ -33,6 +33,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import priority
 from .errors import SessionError
 from .events import Event, Publisher, RunFinished, StatusChanged
 
@@ -69,6 +70,8 @@ class WorkerConfig:
     headless: bool | None = None
     rest_message: str = "Please wait for the experimenter"
     switch_interval: float = 0.001
+    priority: str = "high"  # session.priority level for the experiment's thread
+    cores: dict[str, list[int]] | None = None  # session.priority.CorePlan; None: the worker plans its own
 
 
 # --- child side -------------------------------------------------------------------
@@ -131,6 +134,7 @@ class _ChildServer:
         self.config = config
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.session = None
+        self.cores = None  # the CorePlan the experiment's thread was pinned with
         self._write_lock = threading.Lock()  # held while a message goes down the pipe
         self._count_lock = threading.Lock()  # held for a counter update only: never blocks a frame
         self._unwritten = 0  # messages queued and not yet written
@@ -162,6 +166,7 @@ class _ChildServer:
 
     def sender_loop(self) -> None:
         """Write queued messages; a burst (many events in one frame) goes as one write."""
+        priority.lower_helper_thread(self.cores)
         while True:
             batch = [self.outbox.get()]
             while len(batch) < SEND_BATCH:
@@ -242,6 +247,7 @@ class _ChildServer:
         return getattr(session, method)(**kwargs)
 
     def receiver_loop(self) -> None:
+        priority.lower_helper_thread(self.cores)
         while True:
             try:
                 message = self.conn.recv()
@@ -261,6 +267,8 @@ def child_main(conn, config: WorkerConfig) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     sys.setswitchinterval(config.switch_interval)  # control threads get the GIL promptly
     server = _ChildServer(conn, config)
+    server.cores = priority.CorePlan.from_dict(config.cores) or priority.plan_cores()
+    priority.raise_experiment_thread(config.priority, server.cores)  # before the window: GL threads follow it
     sender = threading.Thread(target=server.sender_loop, name="worker-sender", daemon=True)
     sender.start()
     try:

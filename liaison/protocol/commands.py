@@ -29,6 +29,7 @@ class Topic(str, Enum):
     ANNOTATIONS = "annotations"
     EXPERIMENTS = "experiments"
     TRIALS = "trials"
+    TIMING = "timing"
     ALL = "all"
 
     def __str__(self) -> str:
@@ -50,6 +51,7 @@ TOPIC_OF_EVENT: dict[str, Topic] = {
     "data_added": Topic.DATA,
     "annotation": Topic.ANNOTATIONS,
     "trials_changed": Topic.TRIALS,
+    "run_timing": Topic.TIMING,
 }
 
 # --- value types ------------------------------------------------------------------------------

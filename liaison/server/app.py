@@ -23,6 +23,7 @@ from typing import Any
 
 from websockets.asyncio.server import serve
 
+from session import priority
 from session.datalock import DataDirLock
 from session.events import Event, Publisher, RunRecovered, StatusChanged
 from session.journal import Journal, command_row
@@ -201,12 +202,19 @@ class LiaisonServer:
             log.warning("recovered interrupted run %s: %d rows rebuilt into %s", run["run_id"], run["rows"], run["csv"])
         params = {**self.journal.get_state("params", {}), **config.params}
         # The server owns the virtual display: workers inherit it, so a killed worker leaves none behind.
-        from session.display import ensure_display
+        from session.display import ensure_display, xvfb_pid
 
         await self.loop.run_in_executor(None, ensure_display, config.headless)
+        cores = priority.machine_plan() if config.priority == "realtime" else None  # a core of its own
+        problems = priority.keep_off_experiment_core(cores)  # realtime: this process (loop, journal writer...)
+        if xvfb_pid():  # each flip waits for it: as urgent as the experiment (realtime: off its core)
+            problems += priority.raise_display_server(xvfb_pid(), cores, config.priority)
+        for problem in problems:
+            log.warning("priority: %s", problem)
         self.host = WorkerHost(
             WorkerConfig(root=str(config.root), data_dir=str(config.data_dir), window=config.window, params=params,
-                         headless=None),  # the display is ours, set up above; the worker inherits it
+                         headless=None,  # the display is ours, set up above; the worker inherits it
+                         priority=config.priority, cores=cores.to_dict() if cores else None),
             publisher=self.publisher, on_exit=self._worker_exited, on_start=self._on_worker_start, loop=self.loop,
         )
         await self.loop.run_in_executor(None, lambda: self.host.start(timeout=180))
