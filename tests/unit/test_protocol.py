@@ -295,7 +295,8 @@ def test_reply_helpers_and_consistency():
 
 def sample_event(cls: type[session_events.Event]) -> session_events.Event:
     values = {"str": "s", "str | None": None, "int": 3, "float": 0.5, "dict[str, Any]": {"a": (1, 2)},
-              "list[str]": ["f.csv"], "list[dict[str, Any]]": [{"x": float("nan")}], "Any": {"deep": [1]}}
+              "list[str]": ["f.csv"], "list[dict[str, Any]]": [{"x": float("nan")}], "Any": {"deep": [1]},
+              "bool | None": False, "dict[str, Any] | None": {"frames": 2}}
     kwargs = {f.name: values[f.type] for f in dataclasses.fields(cls) if f.name not in ("seq", "time")}
     return cls(seq=12, time=1700000000.5, **kwargs)
 
