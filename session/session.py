@@ -267,6 +267,18 @@ class Session:
         self.windows.show_rest()
         return self.windows.describe()
 
+    def check_timing(self, frames: int = 300) -> dict[str, Any]:
+        """A short built-in flip test in the session window: refresh rate, jitter, drops (main thread, idle)."""
+        from .timing import flip_test
+
+        self._require_main("check_timing")
+        if self._active is not None or self._ticket is not None:
+            raise Busy("cannot check timing while an experiment runs")
+        report = flip_test(self.windows.ensure(), int(frames), self.windows.measured_rate)
+        report["priority"] = priority.report()
+        self.windows.show_rest()
+        return report
+
     # --- running ------------------------------------------------------------------
 
     def prepare_run(self, key: str, exp_info: dict[str, Any] | None = None, *,

@@ -76,6 +76,7 @@ class TimingRecorder:
         self.intervals = 0
         self.dropped = 0
         self.total = 0.0
+        self.total_sq = 0.0
         self.min = math.inf
         self.max = 0.0
         self._bins = [0] * _N_BINS
@@ -124,6 +125,7 @@ class TimingRecorder:
         interval = now - last
         self.intervals += 1
         self.total += interval
+        self.total_sq += interval * interval
         self._bins[_bin_of(interval)] += 1
         if interval > self.max:
             self.max = interval
@@ -190,6 +192,13 @@ class TimingRecorder:
             except Exception:  # noqa: BLE001 - a failed report must not end the run
                 pass
 
+    def jitter(self) -> float | None:
+        """Standard deviation of the intervals, in seconds."""
+        if self.intervals < 2:
+            return None
+        mean = self.total / self.intervals
+        return math.sqrt(max(0.0, self.total_sq / self.intervals - mean * mean))
+
     def percentile(self, q: float) -> float | None:
         """Approximate ``q``-th percentile (0..100) of the intervals, in seconds (exact at 0 and 100)."""
         if not self.intervals:
@@ -218,6 +227,7 @@ class TimingRecorder:
             "dropped": self.dropped,
             "interval_ms": {
                 "mean": ms(self.total / self.intervals) if self.intervals else None,
+                "sd": ms(self.jitter()),
                 "min": ms(self.min) if self.intervals else None,
                 "p50": ms(self.percentile(50)), "p95": ms(self.percentile(95)), "p99": ms(self.percentile(99)),
                 "p999": ms(self.percentile(99.9)), "max": ms(self.max) if self.intervals else None,
@@ -260,3 +270,30 @@ def short(report: dict[str, Any] | None) -> str:
     if p99 is not None:
         text += f", p99 {p99:.1f} ms, worst {worst:.1f} ms"
     return text
+
+
+def flip_test(win, frames: int, measured_hz: float | None = None) -> dict[str, Any]:
+    """Flip ``win`` ``frames`` times drawing a small square (a rig check; main thread, between runs).
+
+    Returns the timing report of those flips plus ``refresh_hz`` measured
+    again now (``getActualFrameRate``) and ``jitter_ms`` (SD of intervals).
+    """
+    from psychopy import visual
+
+    nominal = getattr(win, "_monitorFrameRate", None)
+    measured = win.getActualFrameRate(nIdentical=10, nMaxFrames=120, nWarmUpFrames=10) or measured_hz
+    recorder = TimingRecorder(nominal or measured, measured_hz=measured)
+    square = visual.Rect(win, size=(0.1, 0.1), units="height", fillColor="white", lineColor=None)
+    recorder.attach(win)
+    try:
+        for i in range(frames):
+            square.pos = (0.3 * math.sin(i / 20), 0)
+            square.draw()
+            win.flip()
+    finally:
+        recorder.detach()
+        win.flip()
+    report = recorder.summary()
+    report["jitter_ms"] = report["interval_ms"]["sd"]
+    report["requested_frames"] = frames
+    return report

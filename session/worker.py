@@ -44,7 +44,7 @@ IMMEDIATE = {
     "status", "start_run", "state",
 }
 # Commands that need the main thread (window, imports of Builder code).
-MAIN_THREAD = {"setup_window", "add_experiment", "run_sync"}
+MAIN_THREAD = {"setup_window", "add_experiment", "run_sync", "check_timing"}
 SEND_BATCH = 256  # most messages the worker writes to its parent at once
 
 

@@ -211,6 +211,13 @@ class SetupWindowArgs(CommandArgs):
         None, description="Frame rate to report to experiments (Hz); null measures it.")
 
 
+class CheckTimingArgs(CommandArgs):
+    """Flip the session window `frames` times (between runs) and report refresh rate, jitter and drops."""
+
+    frames: Annotated[StrictInt, Field(ge=10, le=1200)] = Field(
+        300, description="Frames to flip (at 60 Hz, 300 take 5 s).")
+
+
 class SubscribeArgs(CommandArgs):
     """Receive events of these topics too (new connections get `all`)."""
 
@@ -259,6 +266,7 @@ COMMANDS: dict[str, type[CommandArgs]] = {
     "skip_trials": SkipTrialsArgs,
     "rewind_trials": RewindTrialsArgs,
     "setup_window": SetupWindowArgs,
+    "check_timing": CheckTimingArgs,
     "subscribe": SubscribeArgs,
     "unsubscribe": UnsubscribeArgs,
     "replay": ReplayArgs,

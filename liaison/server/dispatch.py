@@ -156,6 +156,9 @@ class Dispatcher:
         self.server.remember_experiment(path, key)  # so restarted workers and servers have it too
         return result
 
+    def cmd_check_timing(self, conn, frames: int = 300):
+        return self._worker("check_timing", SLOW_TIMEOUT, frames=frames)
+
     def cmd_setup_window(self, conn, **params: Any):
         changes = {k: v for k, v in params.items() if v is not None}
         return self._worker("setup_window", SLOW_TIMEOUT, params=changes)
