@@ -127,6 +127,8 @@ def test_error_codes(raw, code, request_id):
     ("setup_window", {"fullscr": 1}, "fullscr"),
     ("setup_window", {"units": "inch"}, "units"),
     ("setup_window", {"frame_rate": 0}, "frame_rate"),
+    ("check_timing", {"frames": 5}, "frames"),
+    ("check_timing", {"frames": 1201}, "frames"),
     ("subscribe", {"topics": ["nope"]}, "topics"),
     ("subscribe", {"topics": []}, "topics"),
     ("subscribe", {"topics": "runs"}, "topics"),
@@ -221,7 +223,7 @@ def test_roles_table():
                                  "unsubscribe", "replay", "list_runs", "get_run"}
     assert CONTROLLER_COMMANDS == set(COMMANDS) - OBSERVER_COMMANDS
     assert {"run", "pause", "resume", "stop", "abort", "set_exp_info", "add_data", "annotate", "skip_trials",
-            "rewind_trials", "setup_window", "add_experiment"} == CONTROLLER_COMMANDS
+            "rewind_trials", "setup_window", "add_experiment", "check_timing"} == CONTROLLER_COMMANDS
     assert set(REQUEST_MODELS) == set(COMMANDS)
     defs = json_schema()["$defs"]
     for cmd, model in REQUEST_MODELS.items():
