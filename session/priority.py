@@ -13,7 +13,9 @@ for the CPU. Like PsychoPy's ``core.rush()`` and lab practice:
   at once) and, with two or more cores, pins the experiment to one core (the
   last: core 0 takes most interrupts) while the server process and its
   threads (event loop, journal writer) and the worker's control threads are
-  kept off it. Realtime is only granted with a core to spare, so a
+  kept off it. What a frame waits on, the control threads (their hand-back of
+  the interpreter lock) and the display server we started, get ``SCHED_RR``
+  just below the experiment, on the other cores. Realtime is only granted with a core to spare, so a
   busy-looping experiment (unpaced flips under Xvfb) starves only its own
   core while the server, the pipe reader and signal delivery live on the
   others; ``SCHED_RESET_ON_FORK`` stops threads the experiment starts from
@@ -43,6 +45,7 @@ DEFAULT_LEVEL = "high"
 EXPERIMENT_NICE = -10
 HELPER_NICE = -5
 RT_PRIORITY = 10  # SCHED_RR priority 1..99: above every normal thread, below the kernel's own (50 and up)
+HELPER_RT_PRIORITY = 5  # realtime: what the experiment waits on (control threads, display server), below it
 
 _requested: dict[str, Any] = {"level": "normal", "notes": []}  # what the last raise asked for and met
 
@@ -170,8 +173,11 @@ def lower_helper_thread(plan: CorePlan | None, level: str | None = None) -> None
     level = level or _requested["level"]
     if level == "normal":
         return
-    try:
-        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # never inherit real time
+    try:  # realtime: below the experiment, above everything else, on the other cores only
+        if level == "realtime" and plan is not None:
+            os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(HELPER_RT_PRIORITY))
+        else:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # never inherit real time
     except OSError:
         pass
     if plan is not None:
@@ -225,6 +231,8 @@ def raise_display_server(pid: int, plan: CorePlan | None, level: str) -> list[st
     for tid in tids:
         try:
             os.setpriority(os.PRIO_PROCESS, tid, EXPERIMENT_NICE)
+            if level == "realtime" and plan is not None:
+                os.sched_setscheduler(tid, os.SCHED_RR, os.sched_param(HELPER_RT_PRIORITY))
         except ProcessLookupError:
             continue
         except OSError as exc:
