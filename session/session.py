@@ -479,6 +479,7 @@ class Session:
             measured_hz=self.windows.measured_rate, gc_guard=guard,
             on_report=lambda report: self.events.publish(RunTiming(run_id=ticket.run_id, key=ticket.key,
                                                                    timing=report)))
+        recorder.priority = priority.report()
         recorder.attach(win)
         return recorder
 

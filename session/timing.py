@@ -89,6 +89,7 @@ class TimingRecorder:
         self.hooks: dict[str, list[float]] = {}  # name -> [calls, total s, max s, slow calls]
         self.gc: dict[str, Any] = {}
         self.gc_guard = gc_guard  # a session.gcguard.GcGuard: its pauses join the report
+        self.priority: dict[str, Any] | None = None  # session.priority.report() of the experiment's thread
 
     # --- the window ------------------------------------------------------------------
     def attach(self, win) -> None:
@@ -237,6 +238,7 @@ class TimingRecorder:
             "hooks": {name: {"calls": calls, "total_ms": ms(total), "max_ms": ms(longest), "slow": slow}
                       for name, (calls, total, longest, slow) in self.hooks.items()},
             "gc": {**(self.gc_guard.describe() if self.gc_guard is not None else {}), **self.gc},
+            "priority": self.priority,
         }
         report.update(verdict(report))
         return report

@@ -75,3 +75,24 @@ def test_check_timing_over_the_protocol_and_the_cli(server):
                          capture_output=True, text=True, timeout=60,
                          env={**os.environ, "LIAISON_TOKEN": server.token})
     assert bad.returncode == 1 and "invalid_args" in bad.stderr
+
+
+def test_liaison_runs_shows_each_runs_timing(server):
+    import subprocess
+
+    from liaison.client import Client
+
+    with Client(server.url, server.token) as client:
+        run = client.run("slow_frame_demo", {"slow_trial": 3, "slow_ms": 90})
+        end = next(e for e in client.events(timeout=60)
+                   if e.run_id == run.run_id and e.event in ("run_finished", "run_failed"))
+    assert end.data["timing_ok"] is False and "trial 3" in end.data["timing_problem"]
+    data_dir = str(server.config.data_dir)
+    listing = subprocess.run([*liaison_command(), "runs", data_dir, "--json"], capture_output=True, text=True,
+                             timeout=60, env=dict(os.environ))
+    record = next(r for r in json.loads(listing.stdout) if r["run_id"] == run.run_id)
+    assert record["timing"]["worst"][0]["trial"] == 3
+    table = subprocess.run([*liaison_command(), "runs", data_dir], capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ))
+    line = next(line for line in table.stdout.splitlines() if line.startswith(run.run_id))
+    assert "dropped" in line and "BAD" in line and "trial 3" in line
