@@ -224,6 +224,14 @@ def raise_display_server(pid: int, plan: CorePlan | None, level: str) -> list[st
     if level == "normal":
         return []
     problems = keep_off_experiment_core(plan, pid)
+    if os.getsid(pid) == pid:  # a session (scheduling group) of its own: raise the group, not ours
+        try:
+            with open(f"/proc/{pid}/autogroup", "w") as handle:
+                handle.write(str(EXPERIMENT_NICE))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            problems.append(f"could not raise the display server's scheduling group: {_why(exc)}")
     try:
         tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
     except OSError:
