@@ -41,6 +41,7 @@ BAD_DROPPED_SHARE = 0.01  # timing is "bad" when more than 1 % of frames dropped
 BAD_WORST_PERIODS = 3.0  # ...or a single frame lasted more than 3 refresh periods
 
 _N_BINS = int(math.log10(HIGH / LOW) * BINS_PER_DECADE) + 1
+_current: list = [None]  # the recorder of the run in progress in this process (set by attach)
 _LOG_LOW = math.log10(LOW)
 
 
@@ -107,8 +108,11 @@ class TimingRecorder:
         self._win = win
         win.flip = timed_flip
         self._started = clock()
+        _current[0] = self
 
     def detach(self) -> None:
+        if _current[0] is self:
+            _current[0] = None
         win, self._win = self._win, None
         if win is not None and "flip" in vars(win):
             wrapped = getattr(win.flip, "__wrapped__", None)
@@ -242,6 +246,22 @@ class TimingRecorder:
         }
         report.update(verdict(report))
         return report
+
+
+def current() -> TimingRecorder | None:
+    """The timing recorder of the run in progress in this process, or None between runs."""
+    return _current[0]
+
+
+def note_hook(name: str, seconds: float) -> None:
+    """For plugins: report that per-frame hook ``name`` took ``seconds`` (experiment's thread).
+
+    Goes into the running run's timing report under ``hooks``; a no-op
+    between runs. See :meth:`TimingRecorder.note_hook`.
+    """
+    recorder = _current[0]
+    if recorder is not None:
+        recorder.note_hook(name, seconds)
 
 
 def verdict(report: dict[str, Any]) -> dict[str, Any]:

@@ -85,3 +85,28 @@ def test_verdict_on_gc_pauses_and_empty_runs():
 def test_bins_cover_the_range():
     assert timing._bin_of(0.0) == 0 and timing._bin_of(1e9) == timing._N_BINS - 1
     assert math.isclose(timing._bin_value(timing._bin_of(0.01)), 0.01, rel_tol=0.03)
+
+
+class FakeWindow:
+    """Only what attach() needs: an object with a flip method (the real window is tested in e2e)."""
+
+    def __init__(self):
+        self.flips = 0
+
+    def flip(self):
+        self.flips += 1
+        return self.flips
+
+
+def test_the_module_level_hook_api_reaches_the_running_recorder_only():
+    timing.note_hook("between.runs", 0.5)  # no run: nothing to report to, no error
+    win = FakeWindow()
+    recorder = TimingRecorder(60.0)
+    recorder.attach(win)
+    assert timing.current() is recorder
+    assert win.flip() == 1 and recorder.frames == 1  # the wrapper times and returns the flip's result
+    timing.note_hook("lsl.push", 0.002)
+    recorder.detach()
+    assert timing.current() is None and "flip" not in vars(win)
+    timing.note_hook("lsl.push", 0.002)
+    assert recorder.summary()["hooks"]["lsl.push"]["calls"] == 1
