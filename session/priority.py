@@ -8,7 +8,8 @@ for the CPU. Like PsychoPy's ``core.rush()`` and lab practice:
   them to hand back the interpreter lock they are not queued behind the
   server; and with ``sched_autogroup`` (each terminal session is one
   scheduling group, in which nice alone counts) the session's group gets
-  nice -10 too, or a compile in another terminal would still take half the CPU;
+  nice -10 too, or a compile in another terminal would still take half the CPU
+  (given back by :func:`restore_session_group` when the worker exits);
 - ``realtime`` adds the ``SCHED_RR`` policy (it preempts every normal thread
   at once) and, with two or more cores, pins the experiment to one core (the
   last: core 0 takes most interrupts) while the server process and its
@@ -151,13 +152,29 @@ def _raise_autogroup() -> list[str]:
         with open("/proc/sys/kernel/sched_autogroup_enabled") as handle:
             if handle.read().strip() != "1":
                 return []
+        before = autogroup_nice()
         with open(AUTOGROUP, "w") as handle:
             handle.write(str(EXPERIMENT_NICE))
+        if before is not None and not _autogroup_before:
+            _autogroup_before.append(before)
     except FileNotFoundError:
         return []
     except OSError as exc:
         return [f"could not raise the session's scheduling group to nice {EXPERIMENT_NICE}: {_why(exc)}"]
     return []
+
+
+_autogroup_before: list[int] = []  # the session group's nice before we raised it
+
+
+def restore_session_group() -> None:
+    """Give the session's scheduling group back its nice (the group outlives us: the user's terminal)."""
+    if _autogroup_before:
+        try:
+            with open(AUTOGROUP, "w") as handle:
+                handle.write(str(_autogroup_before.pop()))
+        except OSError:
+            pass
 
 
 def autogroup_nice() -> int | None:

@@ -393,7 +393,7 @@ class Session:
 
         ticket = active.ticket
         this_exp = active.this_exp
-        timing_report = self._end_timing(active, guard)
+        timing_report = self._end_timing(active)
         with self._lock:
             self._active = None
             self._ticket = None
@@ -484,7 +484,8 @@ class Session:
         return recorder
 
     @staticmethod
-    def _end_timing(active: ActiveRun, guard: GcGuard) -> dict[str, Any] | None:
+    def _end_timing(active: ActiveRun) -> dict[str, Any] | None:
+        """Stop timing the run's flips; its report (None if it never got to its first frame)."""
         recorder = active.timing
         if recorder is None:
             return None

@@ -316,6 +316,7 @@ def child_main(conn, config: WorkerConfig) -> None:
         server.session.close()
         server.send(None)
         sender.join(5)
+        priority.restore_session_group()
 
 
 # --- parent side ------------------------------------------------------------------

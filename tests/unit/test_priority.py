@@ -125,3 +125,18 @@ def test_helper_threads_leave_the_experiments_core():
         assert report["policy"] == "SCHED_RR" and report["rt_priority"] == priority.HELPER_RT_PRIORITY
     else:
         assert report["policy"] == "SCHED_OTHER"
+
+
+def test_the_session_group_gets_its_nice_back():
+    def raise_and_restore():
+        before = priority.autogroup_nice()
+        raised = priority.raise_experiment_thread("high", None)["session_group_nice"]
+        priority.restore_session_group()
+        return before, raised, priority.autogroup_nice()
+
+    before, raised, after = in_child(raise_and_restore)
+    if before is None:
+        pytest.skip("no sched_autogroup on this kernel")
+    if os.getuid() == 0:
+        assert raised == priority.EXPERIMENT_NICE
+    assert after == before
