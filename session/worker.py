@@ -11,8 +11,7 @@ child's death, and can kill it and start a fresh one.
 Wire format (pickled tuples):
   parent -> child  ``(request_id, method, kwargs)``
   child -> parent  ``("reply", request_id, ok, value)`` | ``("event", Event)`` | ``("ready", info)``
-                   | ``("batch", [message, ...])`` (still understood; the sender now writes a
-                   burst as consecutive messages in one write)
+                   | ``("batch", [message, ...])`` (a burst written at once)
 """
 
 from __future__ import annotations
@@ -47,7 +46,6 @@ IMMEDIATE = {
 # Commands that need the main thread (window, imports of Builder code).
 MAIN_THREAD = {"setup_window", "add_experiment", "run_sync", "check_timing"}
 SEND_BATCH = 256  # most messages the worker writes to its parent at once
-MERGE_ROWS = 64  # most rows folded into one data_rows event (its pickling holds the GIL: ~0.1 ms)
 
 
 class WorkerError(SessionError):
@@ -92,19 +90,6 @@ def _picklable(message: tuple) -> bytes:
         return pickle.dumps(_sanitised(message), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _framed(payload: bytes) -> bytes:
-    """A message as ``multiprocessing.connection`` frames it: big-endian length, then the bytes."""
-    if len(payload) > 0x7FFFFFFF:
-        return struct.pack("!i", -1) + struct.pack("!Q", len(payload)) + payload
-    return struct.pack("!i", len(payload)) + payload
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _sanitised(value: Any) -> Any:
     if isinstance(value, Event):
         for name in getattr(type(value), "__dataclass_fields__", {}):
@@ -134,8 +119,7 @@ def _merge_rows(messages: list[tuple]) -> list[tuple]:
             previous = merged[-1]
             if previous[0] == "event" and previous[1].type == "data_rows":
                 head, tail = previous[1], message[1]
-                if head.run_id == tail.run_id and head.first_row + len(head.rows) == tail.first_row \
-                        and len(head.rows) < MERGE_ROWS:
+                if head.run_id == tail.run_id and head.first_row + len(head.rows) == tail.first_row:
                     head.rows = head.rows + tail.rows
                     continue
         merged.append(message)
@@ -196,13 +180,12 @@ class _ChildServer:
             queued = len(batch)
             if queued > 1:
                 batch = _merge_rows(batch)
-            # One pickle per message, not one of the whole burst: pickling is a C call that holds the
-            # GIL throughout, and a 256-message burst took the experiment's thread 2-4 ms to get it back.
-            payload = b"".join(_framed(_picklable(message)) for message in batch)
             with self._write_lock:
                 try:
-                    if payload:
-                        _write_all(self.conn.fileno(), payload)  # one write; the GIL is released meanwhile
+                    if len(batch) == 1:
+                        self.conn.send_bytes(_picklable(batch[0]))
+                    elif batch:
+                        self.conn.send_bytes(_picklable(("batch", batch)))
                 except (OSError, EOFError, BrokenPipeError):
                     return
                 finally:

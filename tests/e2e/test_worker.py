@@ -216,27 +216,3 @@ def test_a_backlog_of_row_events_is_merged_without_changing_the_rows():
                       ("event", "data_rows"), ("event", "data_rows")]
     assert [r["i"] for r in merged[0][1].rows] == list(range(6)) and merged[0][1].first_row == 0
     assert merged[2][1].first_row == 6 and merged[4][1].first_row == 7 and merged[5][1].run_id == "s"
-
-
-def test_merged_row_events_stay_small_enough_to_pickle_quickly():
-    from session.events import DataRows
-    from session.worker import MERGE_ROWS, _merge_rows
-
-    backlog = [("event", DataRows(run_id="r", key="k", first_row=i, rows=[{"i": i}])) for i in range(5 * MERGE_ROWS)]
-    merged = _merge_rows(backlog)
-    assert [len(m[1].rows) for m in merged] == [MERGE_ROWS] * 5
-    assert [r["i"] for m in merged for r in m[1].rows] == list(range(5 * MERGE_ROWS))
-
-
-def test_a_burst_is_written_as_consecutive_messages_the_parent_reads_one_by_one():
-    import pickle
-
-    from session.worker import _FrameReader, _framed
-
-    messages = [("event", i) for i in range(300)] + [("reply", 1, True, "x" * 100_000)]
-    stream = b"".join(_framed(pickle.dumps(m)) for m in messages)
-    reader = _FrameReader()
-    out = []
-    for start in range(0, len(stream), 4096):  # arriving in arbitrary pieces
-        out += [pickle.loads(p) for p in reader.feed(stream[start:start + 4096])]
-    assert out == messages
