@@ -265,8 +265,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, help="paced frames per frame-timing run")
     parser.add_argument("--spin-ms", type=float, dest="spin_ms",
                         help="busy-wait this long before each 240 Hz deadline (rest is sleep); default 1.0")
-    parser.add_argument("--priority", default="high", choices=["normal", "high", "realtime"],
-                        help="our experiment thread's priority (liaison serve --priority); default high")
+    parser.add_argument("--priority", default="realtime", choices=["normal", "high", "realtime"],
+                        help="our experiment thread's priority (liaison serve --priority); default realtime, "
+                             "what a stimulus PC should use (serve's default is high)")
     parser.add_argument("--no-wait-quiet", action="store_true",
                         help="do not wait for other processes to leave the CPU before each measure")
     args = parser.parse_args()
