@@ -76,10 +76,14 @@ def render(r: dict) -> str:
 DISTURBED_CORES = 0.15  # as benchlib.noise.QUIET_CORES
 
 
+DISTURBED_STEAL = 0.05  # cores' worth of time the hypervisor took from this VM (steal)
+
+
 def disturbed(result: Any) -> bool:
-    """Other processes used a noticeable share of the 2 cores while this measure ran."""
-    return bool(get(result, "noise", "foreign_cores") is not None
-                and get(result, "noise", "foreign_cores") >= DISTURBED_CORES)
+    """Other processes used a noticeable share of the 2 cores, or the hypervisor took them, during this measure."""
+    foreign, steal, wall = (get(result, "noise", k) for k in ("foreign_cores", "steal_s", "wall_s"))
+    return bool((foreign is not None and foreign >= DISTURBED_CORES)
+                or (steal is not None and wall and steal / wall >= DISTURBED_STEAL))
 
 
 def noise_table(r: dict) -> str:
@@ -95,7 +99,8 @@ def noise_table(r: dict) -> str:
                  ["measure", "wall s", "bench CPU s", "foreign CPU s", "foreign cores", "steal s", "waited s",
                   "flag", "error"], rows,
                  ["foreign = system busy CPU - the bench's own process tree (clients, servers, workers, Xvfb). "
-                  f"'DISTURBED' when >= {DISTURBED_CORES} cores: do not trust that measure's tails."])
+                  f"'DISTURBED' when >= {DISTURBED_CORES} cores, or steal (vCPU time the hypervisor took) >= "
+                  f"{DISTURBED_STEAL} cores: do not trust that measure's tails."])
 
 
 def round_trip_table(r: dict) -> str:
