@@ -192,6 +192,9 @@ def serve(
                                               "e.g. lsl or lsl:name=EEG-rig,data=true. See docs/plugins.md."),
     clock: str = typer.Option("float", help="Session clock: 'float' (seconds), 'iso' (ISO 8601 wall clock) "
                               "or a strftime format; sets thisRow.t and log stamps, as in PsychoPy's Session."),
+    priority: str = typer.Option("high", help="The experiment's CPU priority: normal (unchanged), high (nice -10 "
+                                 "and a core of its own) or realtime (SCHED_RR too; needs 2+ cores and root "
+                                 "or CAP_SYS_NICE). What was obtained is in each run's manifest."),
 ) -> None:
     """Serve the experiments under ROOT (or the bundled examples) to controllers and observers."""
     from .checks import startup_problems
@@ -228,7 +231,8 @@ def serve(
                               headless=headless, window=window, params=parse_pairs(param, "--param"),
                               plugins=list(plugin), recovery_wait=recovery_wait,
                               tls=tls, tls_cert=tls_cert, tls_key=tls_key, accept_plaintext=accept_plaintext_risk,
-                              max_upload_bytes=max_upload_mb << 20, clock=check_clock(clock))
+                              max_upload_bytes=max_upload_mb << 20, clock=check_clock(clock),
+                              priority=priority)
     except (ValueError, InvalidClock) as exc:
         fail(str(exc))
     if is_inside_installation(config.data_dir):
@@ -394,6 +398,48 @@ def send(
         client_error(exc)
 
 
+@app.command("check-timing")
+def check_timing(
+    url: str = typer.Argument(..., help="Server URL, e.g. ws://127.0.0.1:8765/"),
+    frames: int = typer.Option(300, help="Frames to flip (10-1200)."),
+    token: Optional[str] = typer.Option(None, envvar="LIAISON_TOKEN", help=TOKEN_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Validate a rig before a participant arrives: flip the session window, report refresh rate, jitter, drops.
+
+    Exit code 1 when the timing was bad (dropped frames or a frame over 3 refresh periods).
+    """
+    from .client import Client, LiaisonError
+
+    try:
+        with Client(url, token, name="liaison-check-timing") as client:
+            report = client.request("check_timing", frames=frames)
+    except LiaisonError as exc:
+        client_error(exc)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(describe_timing(report))
+    if not report.get("timing_ok", True):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def describe_timing(report: dict[str, Any]) -> str:
+    iv = report.get("interval_ms") or {}
+    prio = report.get("priority") or {}
+    lines = [f"refresh rate: {report.get('measured_refresh_hz') or 0:.2f} Hz measured now"
+             f" (window reports {report.get('refresh_hz') or 0:.2f} Hz)",
+             f"frames: {report.get('frames')} flipped, {report.get('dropped')} dropped "
+             f"(interval > {report.get('drop_threshold_ms') or 0:.2f} ms)",
+             f"intervals: mean {iv.get('mean') or 0:.3f} ms, jitter (SD) {iv.get('sd') or 0:.3f} ms, "
+             f"p99 {iv.get('p99') or 0:.3f} ms, worst {iv.get('max') or 0:.3f} ms",
+             f"priority: {prio.get('obtained')} (asked {prio.get('requested')}; {prio.get('policy')}, "
+             f"nice {prio.get('nice')}, cpus {prio.get('cpus')})"]
+    lines += [f"  note: {note}" for note in prio.get("notes") or []]
+    lines.append("timing OK" if report.get("timing_ok") else f"timing BAD: {report.get('timing_problem')}")
+    return "\n".join(lines)
+
+
 @app.command()
 def push(
     url: str = typer.Argument(..., help="Server URL, e.g. wss://stimulus-pc:8765/"),
@@ -513,7 +559,8 @@ def runs(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List the runs recorded in DATA_DIR's journal: status, duration, rows (read-only)."""
-    from session.records import read_status
+    from session.records import read_manifest, read_status
+    from session.timing import short
 
     journal = _journal_or_fail(data_dir, readonly=True)
     try:
@@ -522,15 +569,19 @@ def runs(
         journal.close()
     for run in found:
         run["folder_status"] = read_status(Path(run["data_dir"])) if run.get("data_dir") else None
+        run["timing"] = (read_manifest(Path(run["data_dir"])) or {}).get("timing") if run.get("data_dir") else None
         ended = run["ended"] or None
         run["duration"] = round(ended - run["started"], 3) if ended and run["started"] else None
     if listed_plainly(found, as_json, f"no runs in {data_dir}"):
         return
-    typer.echo(f"{'run id':<44} {'experiment':<16} {'status':<9} {'duration':>9} {'rows':>6}")
+    typer.echo(f"{'run id':<44} {'experiment':<16} {'status':<9} {'duration':>9} {'rows':>6}  timing")
     for run in found:
         duration = f"{run['duration']:.1f} s" if run["duration"] is not None else "-"
         status = run["folder_status"] or run["status"].upper()
-        typer.echo(f"{run['run_id']:<44} {run['key']:<16} {status:<9} {duration:>9} {run['rows']:>6}")
+        timing = run["timing"]
+        verdict = "" if not timing else " OK" if timing.get("timing_ok") else f" BAD: {timing.get('timing_problem')}"
+        typer.echo(f"{run['run_id']:<44} {run['key']:<16} {status:<9} {duration:>9} {run['rows']:>6}  "
+                   f"{short(timing)}{verdict}")
 
 
 @app.command()

@@ -11,7 +11,8 @@ the same kind of window (Xvfb):
 4. fan-out of a real run's data rows to 1 and 10 clients (rate, loss, lag);
 5. longest garbage-collection pause in the experiment's process during runs;
 6. bytes sent to a client per trial as the run grows;
-7. missed 240 Hz frame deadlines with the server idle vs 10 clients + 100 commands/s.
+7. missed 240 Hz frame deadlines with the server idle vs 10 clients + 100 commands/s, worst lateness,
+   and our run's own timing report (``session.timing``) with the priority it obtained.
 
 Process layout: each server runs in its own process (ours: server process +
 session worker process; PsychoPy: one process, its liaison on a thread and
@@ -60,7 +61,7 @@ TOKEN = "bench-token-000000"
 # in software: a 640x480 window with an FBO costs 1.5-3 ms per draw+flip here, which alone misses
 # 240 Hz deadlines and drowns what the servers do to frame timing; 320x240 without FBO costs ~0.15 ms.
 WINDOW_SIZE = [320, 240]
-OURS_WINDOW = {"size": WINDOW_SIZE, "frame_rate": 60, "color": "grey", "units": "height", "use_fbo": False}
+OURS_WINDOW = {"size": WINDOW_SIZE, "frame_rate": 240, "color": "grey", "units": "height", "use_fbo": False}
 PSY_WINDOW = {"size": WINDOW_SIZE, "color": "grey", "units": "height", "winType": "pyglet", "useFBO": False,
               "allowStencil": True, "checkTiming": False}
 STARTED = time.perf_counter()
@@ -105,12 +106,13 @@ def log(message: str) -> None:
 
 # --- hosts ---------------------------------------------------------------------------------------
 
-def start_hosts(base: Path) -> dict[str, Host]:
+def start_hosts(base: Path, ours_priority: str = "high") -> dict[str, Host]:
     """Start the three servers at once (each needs seconds to import PsychoPy / open a window)."""
     ours_root, psy_root = write_root(base / "ours" / "root"), write_root(base / "psychopy" / "root")
     hosts = {
         "ours": Host("ours", "host_ours.py", ["--root", str(ours_root), "--data", str(base / "ours" / "data"),
-                                              "--token", TOKEN, "--window", json.dumps(OURS_WINDOW)],
+                                              "--token", TOKEN, "--window", json.dumps(OURS_WINDOW),
+                                              "--priority", ours_priority],
                      base / "ours.log"),
         "psychopy": Host("psychopy", "host_psychopy.py", ["--root", str(psy_root), "--data",
                                                           str(base / "psychopy" / "data"), "--window",
@@ -263,6 +265,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, help="paced frames per frame-timing run")
     parser.add_argument("--spin-ms", type=float, dest="spin_ms",
                         help="busy-wait this long before each 240 Hz deadline (rest is sleep); default 1.0")
+    parser.add_argument("--priority", default="realtime", choices=["normal", "high", "realtime"],
+                        help="our experiment thread's priority (liaison serve --priority); default realtime, "
+                             "what a stimulus PC should use (serve's default is high)")
     parser.add_argument("--no-wait-quiet", action="store_true",
                         help="do not wait for other processes to leave the CPU before each measure")
     args = parser.parse_args()
@@ -273,12 +278,19 @@ def main() -> None:
     from session.display import ensure_display
 
     ensure_display(None)  # one Xvfb for all hosts (they inherit DISPLAY)
+    from session import priority
+    from session.display import xvfb_pid
+
+    if xvfb_pid() and args.priority != "normal":  # as `liaison serve` does with the Xvfb it starts
+        problems = priority.raise_display_server(
+            xvfb_pid(), priority.machine_plan() if args.priority == "realtime" else None, args.priority)
+        log(f"display server raised for priority {args.priority}" + (f": {problems}" if problems else ""))
     keep = bool(os.environ.get("LIAISON_BENCH_KEEP"))  # keep the servers' data folders to inspect them
     with (contextlib.nullcontext(tempfile.mkdtemp(prefix="liaison-bench-")) if keep
           else tempfile.TemporaryDirectory(prefix="liaison-bench-")) as tmp:
         base = Path(tmp)
         log(f"starting the three servers (temp {base})")
-        hosts = start_hosts(base)
+        hosts = start_hosts(base, args.priority)
         try:
             results = run_all(hosts, settings)
         finally:

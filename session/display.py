@@ -43,6 +43,7 @@ def start_xvfb(size: tuple[int, int] = (1280, 1024), depth: int = 24, timeout: f
         [binary, "-displayfd", str(write_fd), "-screen", "0", f"{size[0]}x{size[1]}x{depth}",
          "-nolisten", "tcp", "-noreset", "+extension", "GLX"],
         pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own scheduling group, so session.priority can raise it alone
     )
     os.close(write_fd)
     deadline = time.monotonic() + timeout

@@ -109,6 +109,9 @@ class RunFinished(Event):
     gc_max_boundary_pause: float = 0.0
     plugins: dict[str, Any] = field(default_factory=dict)
     exp_info: dict[str, Any] = field(default_factory=dict)  # as the run ended (experiments add keys)
+    timing_ok: bool | None = None
+    timing_problem: str | None = None
+    timing: dict[str, Any] | None = None
 
 
 @dataclass(kw_only=True, slots=True)
@@ -124,6 +127,19 @@ class RunFailed(Event):
     data_files: list[str] = field(default_factory=list)
     plugins: dict[str, Any] = field(default_factory=dict)
     exp_info: dict[str, Any] = field(default_factory=dict)  # as the run ended
+    timing_ok: bool | None = None
+    timing_problem: str | None = None
+    timing: dict[str, Any] | None = None
+
+
+@dataclass(kw_only=True, slots=True)
+class RunTiming(Event):
+    """The running experiment's frame timing so far (about once a second, at trial boundaries)."""
+
+    type: ClassVar[str] = "run_timing"
+    run_id: str
+    key: str
+    timing: dict[str, Any]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -221,7 +237,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         ExperimentAdded, StatusChanged, RunStarted, RunPaused, RunResumed, RunStopping,
-        RunFinished, RunFailed, RunRecovered, ExpInfoChanged, DataRows, DataAdded, Annotated, TrialsChanged,
+        RunFinished, RunFailed, RunTiming, RunRecovered, ExpInfoChanged, DataRows, DataAdded, Annotated, TrialsChanged,
         PluginError,
         HardwareResponse,
     )

@@ -161,7 +161,8 @@ def environment() -> dict[str, Any]:
 
 
 def start_record(run_dir: Path, *, run_id: str, key: str, experiment_path: Path, root: Path,
-                 script: Path | None, exp_info: dict[str, Any], seed: int) -> dict[str, Any]:
+                 script: Path | None, exp_info: dict[str, Any], seed: int,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``RUNNING`` and the manifest before the experiment starts (off the frame loop)."""
     manifest = {
         "run_id": run_id,
@@ -184,6 +185,7 @@ def start_record(run_dir: Path, *, run_id: str, key: str, experiment_path: Path,
         "rows": 0,
         "data_files": [],
         "error": None,
+        **(extra or {}),
     }
     write_manifest(run_dir, manifest)
     set_status(run_dir, RUNNING)
@@ -192,13 +194,15 @@ def start_record(run_dir: Path, *, run_id: str, key: str, experiment_path: Path,
 
 def finish_record(run_dir: Path, *, outcome: str, rows: int, data_files: list[str], exp_info: dict[str, Any],
                   duration: float, error: str | None, gc_max_pause: float,
-                  gc_max_boundary_pause: float = 0.0, plugins: dict[str, Any] | None = None) -> None:
+                  gc_max_boundary_pause: float = 0.0, plugins: dict[str, Any] | None = None,
+                  extra: dict[str, Any] | None = None) -> None:
     """Write the run's end into its manifest, then its final ``STATUS`` (``FAILED`` for an unknown outcome).
 
     The manifest goes first, so a ``STATUS`` other than ``RUNNING`` means the manifest is complete.
+    ``extra`` adds fields (e.g. the run's timing report).
     """
     status = STATUS_OF_OUTCOME.get(outcome, "FAILED")
     update_manifest(run_dir, ended=time.time(), duration=duration, outcome=outcome, status=status, rows=rows,
                     data_files=data_files, exp_info=exp_info, error=error, gc_max_pause=gc_max_pause,
-                    gc_max_boundary_pause=gc_max_boundary_pause, plugins=plugins or {})
+                    gc_max_boundary_pause=gc_max_boundary_pause, plugins=plugins or {}, **(extra or {}))
     set_status(run_dir, status)

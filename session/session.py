@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from . import clock as session_clock
-from . import control, records
+from . import control, priority, records
 from .builder_shim import BuilderSessionShim
 from .capture import CapturedOutput
 from .errors import Busy, Conflict, NotFound, WrongThread
 from .events import (
     Annotated, DataAdded, DataRows, ExperimentAdded, ExpInfoChanged, Publisher, RunFailed,
-    RunFinished, RunPaused, RunResumed, RunStarted, RunStopping, StatusChanged, TrialsChanged,
+    RunFinished, RunPaused, RunResumed, RunStarted, RunStopping, RunTiming, StatusChanged, TrialsChanged,
 )
 from .experiments import (
     Experiment, defaults_from_module, discover, load_module, make_experiment, module_name,
@@ -44,6 +44,7 @@ from .clock import check_clock
 from .names import contain_data_file
 from .devices import SessionDevices, psychopy_device_errors, require_between_runs, session_device_names
 from .problems import ExperimentProblems, ProblemChecks
+from .timing import TimingRecorder
 from .window import WindowHost, WindowParams
 
 IDLE, STARTING, RUNNING, PAUSED, STOPPING = "idle", "starting", "running", "paused", "stopping"
@@ -70,6 +71,7 @@ class ActiveRun:
     exp_info: dict[str, Any]
     this_exp: Any = None
     guard: Any = None  # the run's GcGuard: middle-generation collections at trial boundaries
+    timing: TimingRecorder | None = None  # the run's frame timing (session.timing)
     published_rows: int = 0
     started: float = field(default_factory=time.perf_counter)
 
@@ -90,6 +92,7 @@ class RunResult:
     error: str | None = None
     traceback: str | None = None
     plugins: dict[str, Any] = field(default_factory=dict)  # engine plugins' hook accounting (session.plugins)
+    timing: dict[str, Any] | None = None  # session.timing report
 
 
 def new_run_id(key: str) -> str:
@@ -354,6 +357,18 @@ class Session:
         self.windows.show_rest()
         return self.windows.describe()
 
+    def check_timing(self, frames: int = 300) -> dict[str, Any]:
+        """A short built-in flip test in the session window: refresh rate, jitter, drops (main thread, idle)."""
+        from .timing import flip_test
+
+        self._require_main("check_timing")
+        if self._active is not None or self._ticket is not None:
+            raise Busy("cannot check timing while an experiment runs")
+        report = flip_test(self.windows.ensure(), int(frames), self.windows.measured_rate)
+        report["priority"] = priority.report()
+        self.windows.show_rest()
+        return report
+
     # --- running ------------------------------------------------------------------
 
     def prepare_run(self, key: str, exp_info: dict[str, Any] | None = None, *,
@@ -416,7 +431,8 @@ class Session:
             active.exp_info = exp_info
             manifest = records.start_record(
                 data_dir, run_id=ticket.run_id, key=key, experiment_path=experiment.path, root=self.root,
-                script=experiment.script, exp_info=dict(exp_info), seed=seed)
+                script=experiment.script, exp_info=dict(exp_info), seed=seed,
+                extra={"priority": priority.report()})
             records.update_manifest(data_dir, clock=session_clock.describe(self.clock_format))
             random.seed(seed)
             import numpy
@@ -437,6 +453,7 @@ class Session:
                 win = module.setupWindow(expInfo=exp_info, win=win)
             if callable(getattr(module, "setupDevices", None)):
                 module.setupDevices(expInfo=exp_info, thisExp=this_exp, win=win)
+            active.timing = self._start_timing(active, win, guard)
             self.events.publish(RunStarted(
                 run_id=ticket.run_id, key=key, exp_info=dict(exp_info), data_dir=str(data_dir),
             ))
@@ -489,6 +506,7 @@ class Session:
 
         ticket = active.ticket
         this_exp = active.this_exp
+        timing_report = self._end_timing(active)
         with self._lock:
             self._active = None
             self._ticket = None
@@ -530,20 +548,25 @@ class Session:
             gc_max_boundary_pause=guard.max_boundary_pause,
             error=error, traceback=tb, plugins=plugin_record,
         )
+        if timing_report is not None and plugin_record:  # frame-exact plugin hooks' budgets join the timing report
+            timing_report["plugins"] = plugin_record
+        result.timing = timing_report
         self._write_record(result, ticket)
         self.runs.append(result)
+        verdict = {"timing": timing_report, "timing_ok": timing_report.get("timing_ok") if timing_report else None,
+                   "timing_problem": timing_report.get("timing_problem") if timing_report else None}
         if outcome == "failed":
             self.events.publish(RunFailed(
                 run_id=ticket.run_id, key=ticket.key, error=error or "", traceback=tb or "",
                 rows=result.rows, data_files=result.data_files, plugins=result.plugins,
-                exp_info=dict(result.exp_info),
+                exp_info=dict(result.exp_info), **verdict,
             ))
         else:
             self.events.publish(RunFinished(
                 run_id=ticket.run_id, key=ticket.key, outcome=outcome, rows=result.rows,
                 data_files=result.data_files, duration=result.duration, gc_max_pause=result.gc_max_pause,
                 gc_max_boundary_pause=result.gc_max_boundary_pause, plugins=result.plugins,
-                exp_info=dict(result.exp_info),
+                exp_info=dict(result.exp_info), **verdict,
             ))
         self._set_status(IDLE)
         GcGuard.collect_between_runs()
@@ -565,11 +588,33 @@ class Session:
             records.finish_record(result.data_dir, outcome=result.outcome, rows=result.rows, data_files=files,
                                   exp_info=dict(result.exp_info), duration=result.duration, error=result.error,
                                   gc_max_pause=result.gc_max_pause,
-                                  gc_max_boundary_pause=result.gc_max_boundary_pause, plugins=result.plugins)
+                                  gc_max_boundary_pause=result.gc_max_boundary_pause, plugins=result.plugins,
+                                  extra={"timing": result.timing})
         except Exception:  # noqa: BLE001
             import logging as std_logging
 
             std_logging.getLogger("session").exception("could not write the record of run %s", result.run_id)
+
+    def _start_timing(self, active: ActiveRun, win, guard: GcGuard) -> TimingRecorder:
+        """Time every flip of this run; live ``run_timing`` events about once a second."""
+        ticket, this_exp = active.ticket, active.this_exp
+        recorder = TimingRecorder(
+            getattr(win, "_monitorFrameRate", None), row_of=lambda: len(this_exp.entries),
+            measured_hz=self.windows.measured_rate, gc_guard=guard,
+            on_report=lambda report: self.events.publish(RunTiming(run_id=ticket.run_id, key=ticket.key,
+                                                                   timing=report)))
+        recorder.priority = priority.report()
+        recorder.attach(win)
+        return recorder
+
+    @staticmethod
+    def _end_timing(active: ActiveRun) -> dict[str, Any] | None:
+        """Stop timing the run's flips; its report (None if it never got to its first frame)."""
+        recorder = active.timing
+        if recorder is None:
+            return None
+        recorder.detach()
+        return recorder.summary()
 
     @staticmethod
     def _describe_result(result: RunResult) -> dict[str, Any]:
@@ -606,6 +651,8 @@ class Session:
         if active.guard is not None and threading.current_thread() is threading.main_thread():
             active.guard.at_trial_boundary()
             self.plugins.trial_boundary()
+            if active.timing is not None:
+                active.timing.at_trial_boundary()
         return published
 
     # --- control (any thread) ----------------------------------------------------
@@ -662,6 +709,8 @@ class Session:
             if self._status != PAUSED:
                 raise Conflict("the experiment is not paused")
             active.this_exp.status = STARTED
+            if active.timing is not None:  # the pause is not a frame
+                active.timing.skip_interval()
             self._set_status(RUNNING)
             self.events.publish(RunResumed(run_id=active.ticket.run_id, key=active.ticket.key, latency=latency))
             return latency

@@ -76,6 +76,7 @@ class WindowHost:
         self.win = None
         self._thread: threading.Thread | None = None
         self._rest_shown = False
+        self.measured_rate: float | None = None  # getActualFrameRate when the window opened
 
     def _check_thread(self) -> None:
         if self._thread is not None and threading.current_thread() is not self._thread:
@@ -105,9 +106,9 @@ class WindowHost:
             useFBO=p.use_fbo, allowStencil=p.allow_stencil, allowGUI=not p.fullscr,
             checkTiming=False,
         )
-        rate = p.frame_rate
-        if rate is None:
-            rate = win.getActualFrameRate(nIdentical=5, nMaxFrames=60, nWarmUpFrames=5) or 60.0
+        # Measured once per window even when the lab states the rate: runs' timing reports both.
+        self.measured_rate = win.getActualFrameRate(nIdentical=5, nMaxFrames=60, nWarmUpFrames=5)
+        rate = p.frame_rate if p.frame_rate is not None else (self.measured_rate or 60.0)
         # Builder's setupWindow measures again when this is None: seconds lost per run.
         win._monitorFrameRate = float(rate)
         self._rest_shown = False
@@ -171,6 +172,7 @@ class WindowHost:
         data["open"] = self.win is not None and not self.win._closed
         if data["open"]:
             data["actual_frame_rate"] = self.win._monitorFrameRate
+            data["measured_frame_rate"] = self.measured_rate
         return data
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ import traceback
 from concurrent.futures import Future
 from typing import Any
 
-from . import pipe
+from . import pipe, priority
 from .errors import SessionError
 
 # Commands the receiver thread applies itself (they never touch GL).
@@ -33,7 +33,7 @@ IMMEDIATE = {
     "list_devices", "add_device", "remove_device", "list_available_devices", "setup_devices",
 }
 # Commands that need the main thread (window, imports of Builder code).
-MAIN_THREAD = {"setup_window", "add_experiment", "run_sync"}
+MAIN_THREAD = {"setup_window", "add_experiment", "run_sync", "check_timing"}
 SEND_BATCH = 256  # most messages the worker writes to its host at once
 
 
@@ -62,6 +62,7 @@ class WorkerChild:
         self.config = config
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self.session = None
+        self.cores = None  # the CorePlan the experiment's thread was pinned with
         self._write_lock = threading.Lock()  # held while a frame goes down the pipe
         self._count_lock = threading.Lock()  # held for a counter update only: never blocks a frame
         self._unwritten = 0  # messages queued and not yet written
@@ -98,6 +99,7 @@ class WorkerChild:
 
     def sender_loop(self) -> None:
         """Write queued messages; a burst (many events in one frame) goes as one write."""
+        priority.lower_helper_thread(self.cores)
         while True:
             batch = [self.outbox.get()]
             while len(batch) < SEND_BATCH:
@@ -196,6 +198,7 @@ class WorkerChild:
 
         A lost host stops the run as ``aborted`` (its data are saved) and ends the session loop.
         """
+        priority.lower_helper_thread(self.cores)
         decoder = pipe.FrameDecoder()
         while True:
             try:
@@ -235,6 +238,8 @@ def child_main(sock: socket.socket, config) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host decides when we stop
     sys.setswitchinterval(config.switch_interval)  # control threads get the GIL promptly
     child = WorkerChild(sock, config)
+    child.cores = priority.CorePlan.from_dict(config.cores) or priority.plan_cores()
+    priority.raise_experiment_thread(config.priority, child.cores)  # before the window: GL threads follow it
     sender = threading.Thread(target=child.sender_loop, name="worker-sender", daemon=True)
     sender.start()
     try:
@@ -267,6 +272,7 @@ def child_main(sock: socket.socket, config) -> None:
         child.session.close()
         child.send(None)
         sender.join(5)
+        priority.restore_session_group()
 
 
 if __name__ == "__main__":

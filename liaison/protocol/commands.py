@@ -30,6 +30,7 @@ class Topic(str, Enum):
     EXPERIMENTS = "experiments"
     TRIALS = "trials"
     HARDWARE = "hardware"
+    TIMING = "timing"
     ALL = "all"
 
     def __str__(self) -> str:
@@ -53,6 +54,7 @@ TOPIC_OF_EVENT: dict[str, Topic] = {
     "trials_changed": Topic.TRIALS,
     "plugin_error": Topic.STATUS,
     "hardware_response": Topic.HARDWARE,
+    "run_timing": Topic.TIMING,
 }
 
 # High-volume topics that `all` does not include: a client subscribes to them by name.
@@ -265,6 +267,13 @@ class SetupDevicesArgs(CommandArgs):
     key: Name = Field(description="The experiment's key.")
 
 
+class CheckTimingArgs(CommandArgs):
+    """Flip the session window `frames` times (between runs) and report refresh rate, jitter and drops."""
+
+    frames: Annotated[StrictInt, Field(ge=10, le=1200)] = Field(
+        300, description="Frames to flip (at 60 Hz, 300 take 5 s).")
+
+
 class SubscribeArgs(CommandArgs):
     """Receive events of these topics too (new connections get `all`)."""
 
@@ -314,6 +323,7 @@ COMMANDS: dict[str, type[CommandArgs]] = {
     "skip_trials": SkipTrialsArgs,
     "rewind_trials": RewindTrialsArgs,
     "setup_window": SetupWindowArgs,
+    "check_timing": CheckTimingArgs,
     "subscribe": SubscribeArgs,
     "unsubscribe": UnsubscribeArgs,
     "replay": ReplayArgs,

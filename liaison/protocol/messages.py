@@ -252,6 +252,10 @@ FIELD_NOTES: dict[str, str] = {
     "run_failed.rows": "Rows of data saved before the failure.",
     "run_recovered.rows": "Rows found in the journal and written to the recovered CSV.",
     "reason": "Why the run was interrupted.",
+    "timing": "The run's frame timing report: frames, dropped, interval_ms percentiles, worst frames with their "
+              "trial (data row), refresh_hz, GC pauses, slow plugin hooks (see README, Frame timing).",
+    "timing_ok": "False when the run's frame timing was bad (see `timing_problem`); null if it had no frames.",
+    "timing_problem": "What was wrong with the run's frame timing, in words; null when it was fine.",
     "damage": "What was wrong with the journal, if anything (a torn last write, ...).",
     "data_rows.rows": "New rows (one object per completed trial) since the previous `data_rows`.",
     "plugins": ("Engine plugins' hook accounting for the run, by plugin name: calls, over_budget (calls longer "

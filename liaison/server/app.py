@@ -27,6 +27,7 @@ import threading
 
 from websockets.asyncio.server import serve
 
+from session import priority
 from session.display import ensure_display, xvfb_pid
 from session.events import Publisher
 from session.worker import WorkerConfig
@@ -130,10 +131,17 @@ class LiaisonServer:
         # The server owns the virtual display: workers inherit it, so a killed worker leaves none behind.
         await loop.run_in_executor(None, ensure_display, config.headless)
         self.lock.note(xvfb_pid=xvfb_pid())
+        cores = priority.machine_plan() if config.priority == "realtime" else None  # a core of its own
+        problems = priority.keep_off_experiment_core(cores)  # realtime: this process (loop, journal writer...)
+        if xvfb_pid():  # each flip waits for it: as urgent as the experiment (realtime: off its core)
+            problems += priority.raise_display_server(xvfb_pid(), cores, config.priority)
+        for problem in problems:
+            log.warning("priority: %s", problem)
         self.link = SessionLink(
             WorkerConfig(root=str(config.root), data_dir=str(config.data_dir), window=config.window, params=params,
                          headless=None,  # the display is ours, set up above; the worker inherits it
-                         plugins=self.plugins.engine_specs(), clock=config.clock),
+                         plugins=self.plugins.engine_specs(), clock=config.clock,
+                         priority=config.priority, cores=cores.to_dict() if cores else None),
             self.journal, self.publisher, loop)
         self.hub.listeners.append(self.link.on_event)
         self.link.on_worker_start.append(lambda host: self.lock.note(worker_pid=host.process.pid))

@@ -47,12 +47,16 @@ class ServerConfig:
     tls_key: Path | None = None
     accept_plaintext: bool = False
     max_upload_bytes: int = 200 << 20  # `liaison push`: the largest experiment archive accepted
+    priority: str = "high"  # the experiment thread's priority: normal, high or realtime (session.priority)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
         self.data_dir = Path(self.data_dir).resolve() if self.data_dir is not None else self.root / "data"
         if self.no_auth and self.host not in LOOPBACK:
             raise ValueError("--no-auth is only allowed when binding to loopback (127.0.0.1 or ::1)")
+        from session.priority import check_level
+
+        check_level(self.priority)
         if not self.no_auth and not self.token:
             self.token = secrets.token_urlsafe(24)
         if self.observer_token is not None and self.observer_token == self.token:

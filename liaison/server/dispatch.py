@@ -146,6 +146,10 @@ class Dispatcher:
         """An awaitable registering ``path`` in the worker and remembering it for restarted workers."""
         return self.link.add_experiment(path, key)
 
+    def cmd_check_timing(self, caller: Caller, frames: int = 300):
+        """Flip the session window ``frames`` times between runs and report its timing (slow timeout)."""
+        return self.link.call("check_timing", SLOW_TIMEOUT, frames=frames)
+
     def cmd_setup_window(self, caller: Caller, **params: Any):
         """Hand the given (non-None) window parameters to the worker, with the slow timeout (a reopen takes seconds)."""
         changes = {k: v for k, v in params.items() if v is not None}

@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--token", required=True)
     parser.add_argument("--window", required=True, help="JSON WindowParams")
+    parser.add_argument("--priority", default=None, help="normal, high or realtime [default: ServerConfig's]")
     args = parser.parse_args()
 
     from session.display import ensure_display
@@ -32,12 +33,14 @@ def main() -> None:
     from liaison.server import ServerConfig, ServerThread
 
     config = ServerConfig(root=Path(args.root), port=0, token=args.token, data_dir=Path(args.data),
-                          window=json.loads(args.window))
+                          window=json.loads(args.window),
+                          **({"priority": args.priority} if args.priority else {}))
     thread = ServerThread(config)
     with thread as server:
         info = {"port": server.port, "pid": os.getpid(), "worker_pid": server.link.host.process.pid,
                 "url": thread.url, "client_queue_limit": config.client_queue_limit,
-                "switchinterval": sys.getswitchinterval()}
+                "switchinterval": sys.getswitchinterval(),
+                "priority": config.priority}
         sys.stdout.write("\nBENCH-READY " + json.dumps(info) + "\n")
         sys.stdout.flush()
         sys.stdin.readline()

@@ -718,8 +718,23 @@ async def ours_frames(stacks: Stacks, n_frames: int, loaded: bool, clients: int 
                "outcome": end["data"].get("outcome"),
                "gc_max_pause_ms": (end["data"].get("gc_max_pause") or 0.0) * 1e3,
                **gc_from_rows(rows),
+               "timing": timing_digest(end["data"].get("timing")),
                "observer_frames": [c.frames for c in counters], "observer_bytes": [c.bytes for c in counters],
                "cpu_s": cpu})
+
+
+def timing_digest(report: dict | None) -> dict | None:
+    """The run's own timing report (session.timing), reduced to what the bench tables show."""
+    if not report:
+        return None
+    iv = report.get("interval_ms") or {}
+    gc = report.get("gc") or {}
+    prio = report.get("priority") or {}
+    return {"frames": report.get("frames"), "dropped": report.get("dropped"), "refresh_hz": report.get("refresh_hz"),
+            "p50_ms": iv.get("p50"), "p99_ms": iv.get("p99"), "max_ms": iv.get("max"),
+            "worst": (report.get("worst") or [])[:3], "timing_ok": report.get("timing_ok"),
+            "gc_max_in_frames_ms": gc.get("max_in_frames_ms"), "gc_max_at_boundaries_ms": gc.get("max_at_boundaries_ms"),
+            "priority": {k: prio.get(k) for k in ("requested", "obtained", "policy", "nice", "cpus", "notes")}}
 
 
 async def psychopy_frames(stacks: Stacks, n_frames: int, loaded: bool, clients: int = 10, per_s: float = 100.0,

@@ -255,7 +255,8 @@ def test_gc_is_quiet_during_runs_and_restored_after(session):
     assert gc.get_freeze_count() == 0
 
 
-def test_gc_guard_keeps_older_generations_to_trial_boundaries():
+def test_gc_guard_keeps_older_generations_to_trial_boundaries(monkeypatch):
+    from session import gcguard
     from session.gcguard import MAX_DEFERRED, GcGuard
 
     seen = []
@@ -269,25 +270,39 @@ def test_gc_guard_keeps_older_generations_to_trial_boundaries():
             a = []
             a.append(a)
 
+    kept = []
     gc.callbacks.append(record)
     try:
         with GcGuard() as guard:
             seen.clear()
             make_cycles(50_000)  # ~70 young collections' worth of cyclic garbage "during frames"
+            kept += [[i] for i in range(20_000)]  # rows a run keeps: they survive into the middle generation
             during_frames = list(seen)
             seen.clear()
+            frozen_before = gc.get_freeze_count()
             guard.at_trial_boundary()
             at_boundary = list(seen)
+            frozen_at_boundary = gc.get_freeze_count() - frozen_before
             seen.clear()
             make_cycles(700 * 2 * MAX_DEFERRED)
             guard.at_frame()  # a script with no trial boundaries: the safety valve
             overdue = list(seen)
+            seen.clear()
+            monkeypatch.setattr(gcguard, "FREEZE_BUDGET", 0)  # the run froze all it may
+            make_cycles(50_000)
+            seen.clear()
+            guard.at_trial_boundary()
+            over_budget = list(seen)
     finally:
         gc.callbacks.remove(record)
     assert during_frames and set(during_frames) == {0}, "only young collections interrupt frames"
-    assert at_boundary == [1], "the middle generation waits for the trial boundary"
-    assert 1 in overdue and 2 not in overdue
+    assert at_boundary == [0], "at the boundary the young generation is collected and its survivors frozen"
+    assert frozen_at_boundary >= 20_000 and guard.frozen >= 20_000
+    assert overdue and set(overdue) == {0}, "the safety valve freezes too: no middle collection in a frame"
+    assert over_budget == [1], "past the freeze budget the middle generation is collected"
     assert 0 < guard.max_pause and 0 < guard.max_boundary_pause
+    assert gc.get_freeze_count() == 0, "everything frozen is collectable again after the run"
+    assert guard.describe()["frozen"] == guard.frozen
 
 
 def test_bad_requests_get_clear_errors(session, session_root):

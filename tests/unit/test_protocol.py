@@ -127,6 +127,8 @@ def test_error_codes(raw, code, request_id):
     ("setup_window", {"fullscr": 1}, "fullscr"),
     ("setup_window", {"units": "inch"}, "units"),
     ("setup_window", {"frame_rate": 0}, "frame_rate"),
+    ("check_timing", {"frames": 5}, "frames"),
+    ("check_timing", {"frames": 1201}, "frames"),
     ("subscribe", {"topics": ["nope"]}, "topics"),
     ("subscribe", {"topics": []}, "topics"),
     ("subscribe", {"topics": "runs"}, "topics"),
@@ -225,7 +227,7 @@ def test_roles_table():
     assert CONTROLLER_COMMANDS == set(COMMANDS) - OBSERVER_COMMANDS
     assert {"run", "pause", "resume", "stop", "abort", "set_exp_info", "add_data", "annotate", "skip_trials",
             "rewind_trials", "setup_window", "add_experiment", "add_device", "remove_device", "setup_devices",
-            "list_available_devices", "rescan"} == CONTROLLER_COMMANDS
+            "list_available_devices", "rescan", "check_timing"} == CONTROLLER_COMMANDS
     assert set(REQUEST_MODELS) == set(COMMANDS)
     defs = json_schema()["$defs"]
     for cmd, model in REQUEST_MODELS.items():
@@ -299,7 +301,8 @@ def test_reply_helpers_and_consistency():
 
 def sample_event(cls: type[session_events.Event]) -> session_events.Event:
     values = {"str": "s", "str | None": None, "int": 3, "float": 0.5, "float | None": 0.25, "dict[str, Any]": {"a": (1, 2)},
-              "list[str]": ["f.csv"], "list[dict[str, Any]]": [{"x": float("nan")}], "Any": {"deep": [1]}}
+              "list[str]": ["f.csv"], "list[dict[str, Any]]": [{"x": float("nan")}], "Any": {"deep": [1]},
+              "bool | None": False, "dict[str, Any] | None": {"frames": 2}}
     kwargs = {f.name: values[f.type] for f in dataclasses.fields(cls) if f.name not in ("seq", "time")}
     return cls(seq=12, time=1700000000.5, **kwargs)
 

@@ -83,6 +83,7 @@ ARGS = {
         screen_=optional(st.integers(0, 64)), color_=optional(st.text(min_size=1, max_size=64)),
         units_=optional(st.sampled_from(["height", "norm", "pix", "deg", "cm"])),
         frame_rate_=optional(st.floats(min_value=1e-3, max_value=1000))),
+    "check_timing": args_of(frames_=st.integers(10, 1200)),
     "subscribe": args_of(topics=topics),
     "unsubscribe": args_of(topics=topics),
     "replay": args_of(since=st.integers(0, 2**62)),

@@ -6,6 +6,7 @@
 import { Connection, RequestError } from "./connection.js";
 import { LivePlot, formatNumber } from "./plot.js";
 import { CLOSE } from "./protocol.js";
+import { TimingPanel } from "./timing.js";
 
 const TOKEN_KEY = "liaison.token";
 const ROLE_KEY = "liaison.role";
@@ -385,7 +386,10 @@ function recordFor(runId) {
   return runId ? app.runs.get(runId) : undefined;
 }
 
+const timingPanel = new TimingPanel(document.getElementById("timing-panel"));
+
 function onEvent(msg) {
+  timingPanel.onEvent(msg);
   const d = msg.data || {};
   const t = msg.time;
   switch (msg.event) {

@@ -73,6 +73,7 @@ export const TOPIC = Object.freeze({
   "EXPERIMENTS": "experiments",
   "TRIALS": "trials",
   "HARDWARE": "hardware",
+  "TIMING": "timing",
   "ALL": "all"
 });
 
@@ -92,7 +93,8 @@ export const TOPIC_OF_EVENT = Object.freeze({
   "annotation": "annotations",
   "trials_changed": "trials",
   "plugin_error": "status",
-  "hardware_response": "hardware"
+  "hardware_response": "hardware",
+  "run_timing": "timing"
 });
 
 // The least role each command needs.
@@ -116,6 +118,7 @@ export const COMMAND_ROLE = Object.freeze({
   "skip_trials": "controller",
   "rewind_trials": "controller",
   "setup_window": "controller",
+  "check_timing": "controller",
   "subscribe": "observer",
   "unsubscribe": "observer",
   "replay": "observer",
