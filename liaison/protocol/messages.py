@@ -202,7 +202,7 @@ FIELD_NOTES: dict[str, str] = {
     "path": "Experiment file, relative to the session root.",
     "kind": "Experiment kind (psyexp or py).",
     "exp_info": "Experiment info: field name to value.",
-    "status": "New status: idle, starting, running, paused, stopping (or worker_exited).",
+    "status": "New status: idle, starting, running, paused, stopping (or worker_exited, unavailable, shutting_down).",
     "data_dir": "Folder the run saves its data in.",
     "latency": "Seconds from the request to the experiment observing it.",
     "outcome": "completed, stopped or aborted.",

@@ -239,6 +239,8 @@ class LiaisonServer:
         """Stop the run (its data are saved), close the worker, say goodbye (1001)."""
         self._shutting_down = True
         log.info("shutting down: stopping any run and saving its data")
+        # Clients learn why the worker is going away (not "worker exited, restarting").
+        self.publisher.publish(StatusChanged(status="shutting_down"))
         await self.loop.run_in_executor(None, lambda: self.host.shutdown(timeout=60))
         await asyncio.sleep(0.05)  # let the last events reach the outboxes
         closing = [conn.close(CloseCode.GOING_AWAY, "server shutting down") for conn in list(self.connections)]

@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import logging
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed
@@ -38,6 +39,7 @@ class ClientConnection:
         self.client_id = secrets.token_hex(4)
         self.role = "observer"
         self.name = None
+        self.connected_since: float | None = None  # wall clock, set on welcome
         self.subscriber: Subscriber | None = None
         self._tasks: set[asyncio.Task] = set()
         self._closing = False
@@ -116,6 +118,7 @@ class ClientConnection:
         config = self.server.config
         self.role = auth.role
         self.name = auth.client
+        self.connected_since = time.time()
         hub = self.server.hub
         self.subscriber = Subscriber(self.client_id, {"all"}, config.client_queue_limit, self._on_overflow)
         last_seq = hub.last_seq
@@ -183,6 +186,10 @@ class ClientConnection:
             cmd = request.cmd
             args = request.args.model_dump() if request.args is not None else {}
             self.server.journal_command(self, cmd, args, request.id)  # refused ones too: an audit trail
+            if request.not_after is not None and time.time() > request.not_after:
+                raise ProtocolError(ErrorCode.EXPIRED, f"{cmd!r} arrived {time.time() - request.not_after:.1f} s "
+                                    "after its not_after deadline; it was not carried out",
+                                    request_id=request.id)
             if self.role != "controller" and cmd not in OBSERVER_COMMANDS:
                 raise ProtocolError(ErrorCode.FORBIDDEN, f"observers cannot use {cmd!r}",
                                     request_id=request.id)

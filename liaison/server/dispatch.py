@@ -141,6 +141,13 @@ class Dispatcher:
             raise ProtocolError(ErrorCode.NOT_FOUND, f"no run with id {run_id!r}")
         return record
 
+    def cmd_clients(self, conn, **_: Any) -> list[dict[str, Any]]:
+        """Authenticated connections, oldest first; ``you`` marks the asker's own."""
+        people = [c for c in self.server.connections if c.connected_since is not None]
+        people.sort(key=lambda c: c.connected_since)
+        return [{"client_id": c.client_id, "name": c.name, "role": c.role,
+                 "connected_since": c.connected_since, "you": c is conn} for c in people]
+
     # --- worker ----------------------------------------------------------------------
     async def cmd_state(self, conn, **_: Any) -> dict[str, Any]:
         return await self.server.snapshot()

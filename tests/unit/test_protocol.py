@@ -221,7 +221,7 @@ def test_roles_table():
                                  "unsubscribe", "replay", "list_runs", "get_run"}
     assert CONTROLLER_COMMANDS == set(COMMANDS) - OBSERVER_COMMANDS
     assert {"run", "pause", "resume", "stop", "abort", "set_exp_info", "add_data", "annotate", "skip_trials",
-            "rewind_trials", "setup_window", "add_experiment"} == CONTROLLER_COMMANDS
+            "rewind_trials", "setup_window", "add_experiment", "clients"} == CONTROLLER_COMMANDS
     assert set(REQUEST_MODELS) == set(COMMANDS)
     defs = json_schema()["$defs"]
     for cmd, model in REQUEST_MODELS.items():
