@@ -86,6 +86,7 @@ ARGS = {
     "replay": args_of(since=st.integers(0, 2**62)),
     "list_runs": args_of(limit_=st.integers(1, 1000)),
     "get_run": args_of(run_id=names),
+    "clients": st.just({}),
 }
 
 
