@@ -38,6 +38,7 @@ export class LivePlot {
     this.column = null;
     this.scheduled = false;
     this.sorted = true;
+    this.mode = "line"; // or "histogram": how often each range of values occurred
     if (typeof ResizeObserver !== "undefined") {
       this.resizer = new ResizeObserver(() => this.schedule());
       this.resizer.observe(canvas);
@@ -51,6 +52,12 @@ export class LivePlot {
     this.column = column;
     this.points = [];
     this._describe();
+    this.schedule();
+  }
+
+  setMode(mode) {
+    this.mode = mode === "histogram" ? "histogram" : "line";
+    this.canvas.dataset.mode = this.mode;
     this.schedule();
   }
 
@@ -72,11 +79,13 @@ export class LivePlot {
       for (const p of points) byIndex.set(p[0], p);
       this.points = [...byIndex.values()].sort((a, b) => a[0] - b[0]);
     }
-    this._describe();
+    this.described = false; // summarised once per frame, in draw(), not per batch
+    this.canvas.dataset.points = String(this.points.length);
     this.schedule();
   }
 
   _describe() {
+    this.described = true;
     const n = this.points.length;
     this.canvas.dataset.points = String(n);
     let label;
@@ -103,6 +112,7 @@ export class LivePlot {
   }
 
   draw() {
+    if (!this.described) this._describe();
     const canvas = this.canvas;
     const rect = canvas.getBoundingClientRect();
     if (rect.width < 10 || rect.height < 10) return;
@@ -135,6 +145,10 @@ export class LivePlot {
       ctx.textAlign = "center";
       ctx.textBaseline = "middle";
       ctx.fillText(this.column ? `Waiting for values of “${this.column}”…` : "No numeric column yet", W / 2, H / 2);
+      return;
+    }
+    if (this.mode === "histogram") {
+      this._histogram(ctx, W, H, plotW, plotH, { cText, cGrid, cAxis, cLine });
       return;
     }
     let xMin = pts[0][0], xMax = pts[pts.length - 1][0];
@@ -212,5 +226,48 @@ export class LivePlot {
     ctx.fillStyle = cLast;
     ctx.beginPath(); ctx.arc(sx(lx), sy(ly), 4.5, 0, Math.PI * 2); ctx.fill();
     ctx.restore();
+  }
+
+  /** Counts of values in equal-width bins (about √n of them, 5 to 40). */
+  _histogram(ctx, W, H, plotW, plotH, { cText, cGrid, cAxis, cLine }) {
+    const pts = this.points;
+    let lo = Infinity, hi = -Infinity;
+    for (const [, y] of pts) { if (y < lo) lo = y; if (y > hi) hi = y; }
+    if (hi === lo) { hi = lo + 1; }
+    const bins = Math.max(5, Math.min(40, Math.round(Math.sqrt(pts.length))));
+    const counts = new Array(bins).fill(0);
+    for (const [, y] of pts) counts[Math.min(bins - 1, Math.floor(((y - lo) / (hi - lo)) * bins))] += 1;
+    const top = Math.max(...counts);
+    this.canvas.dataset.bins = counts.join(",");
+    const bw = plotW / bins;
+    ctx.strokeStyle = cGrid;
+    ctx.fillStyle = cText;
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (const t of ticks(0, top, Math.max(2, Math.floor(plotH / 40)))) {
+      if (!Number.isInteger(t)) continue;
+      const y = Math.round(MARGIN.top + (1 - t / top) * plotH) + 0.5;
+      ctx.beginPath(); ctx.moveTo(MARGIN.left, y); ctx.lineTo(W - MARGIN.right, y); ctx.stroke();
+      ctx.fillText(String(t), MARGIN.left - 6, y);
+    }
+    ctx.fillStyle = cLine;
+    counts.forEach((c, i) => {
+      const h = (c / top) * plotH;
+      ctx.fillRect(MARGIN.left + i * bw + 1, MARGIN.top + plotH - h, Math.max(1, bw - 2), h);
+    });
+    ctx.strokeStyle = cAxis;
+    ctx.beginPath();
+    ctx.moveTo(MARGIN.left + 0.5, MARGIN.top);
+    ctx.lineTo(MARGIN.left + 0.5, MARGIN.top + plotH + 0.5);
+    ctx.lineTo(W - MARGIN.right, MARGIN.top + plotH + 0.5);
+    ctx.stroke();
+    ctx.fillStyle = cText;
+    ctx.textBaseline = "top";
+    ctx.textAlign = "left";
+    ctx.fillText(formatNumber(lo), MARGIN.left, MARGIN.top + plotH + 6);
+    ctx.textAlign = "right";
+    ctx.fillText(formatNumber(hi), W - MARGIN.right, MARGIN.top + plotH + 6);
+    ctx.textBaseline = "bottom";
+    ctx.fillText(`${this.column} (count per bin)`, W - MARGIN.right, H - 2);
   }
 }
