@@ -323,6 +323,15 @@ window.liaisonDashboard = {
     return out;
   },
   dropConnection() { if (app.conn) app.conn.dropForTesting(); },
+  /** Send a command the way the buttons do; resolves to "ok" or the error's code. */
+  async send(cmd) {
+    try {
+      await app.conn.request(cmd, {}, { deadline: 3000 });
+      return "ok";
+    } catch (err) {
+      return err.code;
+    }
+  },
 };
 
 function start() {

@@ -53,8 +53,10 @@ export function groupColumns() {
 
 /** The loop's condition columns: plain (undotted) names that are not expInfo and not measured. */
 export function defaultGroupColumn(measure) {
+  const levels = (c) => app.live.stats.get(c).levels.size;
   const candidates = groupColumns().filter((c) => c !== measure && !isExpInfo(c) && !/\.(rt|keys|corr)$/.test(c));
-  return candidates.find((c) => !c.includes(".")) || candidates[0] || null;
+  const varying = candidates.filter((c) => levels(c) >= 2); // a column with one value groups nothing
+  return varying.find((c) => !c.includes(".")) || varying[0] || candidates[0] || null;
 }
 
 /** What the experiment measured first, the loops' bookkeeping (thisN, thisRepN...) last. */
