@@ -277,11 +277,11 @@ export class Connection {
         if (this.lastSeq === null) this.lastSeq = msg.last_seq ?? 0;
         this.attempt = 0;
         this.everConnected = true;
-        this._setState("connected", info);
-        if (this.h.onWelcome) this.h.onWelcome(msg, info);
         this.lastContact = Date.now();
         this.fresh = true;
         if (this.h.onContact) this.h.onContact(true, this.lastContact);
+        this._setState("connected", info);
+        if (this.h.onWelcome) this.h.onWelcome(msg, info);
         this.timers.heartbeat = setInterval(() => this._heartbeat(), HEARTBEAT_MS);
         this.timers.liveness = setInterval(() => this._checkLiveness(), LIVENESS_CHECK_MS);
         this._heartbeat();
