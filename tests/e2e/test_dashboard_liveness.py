@@ -19,10 +19,14 @@ import pytest
 from playwright.sync_api import expect
 
 from conftest import make_root, read_csv, start_serve, stop_serve
-from test_dashboard import LONG_RUN, browser, home, page, sign_in, start_run  # noqa: F401 - fixtures
+from test_dashboard import LONG_RUN, home, sign_in, start_run
 from wsraw import Raw
 
 pytestmark = pytest.mark.usefixtures("display")
+
+import test_dashboard  # noqa: E402 - its browser and page fixtures, shared by name
+browser = test_dashboard.browser
+page = test_dashboard.page
 
 
 def run_events(raw: Raw, seconds: float) -> list[dict]:
