@@ -151,6 +151,7 @@ def test_by_condition_table_matches_the_runs_csv(server, page):
     expect(page.locator("#plot-column")).to_have_value("rt")
     table = page.locator("#by-condition")
     expect(table).to_have_attribute("data-group", "target_side")
+    expect(page.get_by_label("Group by")).to_have_value("target_side")  # the picker shows the grouping
     record = next(r for r in server.runs.list(50) if r["run_id"] == run_id)
     csv_rows = read_csv(next(Path(record["data_dir"]).rglob("*.csv")))
     levels = sorted({r["target_side"] for r in csv_rows if r["target_side"]})

@@ -54,7 +54,7 @@ export function renderSummary(measure) {
   const key = options.join("\u0000");
   if (key !== lastGroupOptions) {
     lastGroupOptions = key;
-    select.replaceChildren(h("option", { value: "" }, "(no grouping)"), options.map((c) => h("option", { value: c }, c)));
+    select.replaceChildren(h("option", { value: "" }, "(no grouping)"), ...options.map((c) => h("option", { value: c }, c)));
   }
   const group = groupChoice !== null && (groupChoice === "" || options.includes(groupChoice)) ? groupChoice || null : defaultGroupColumn(measure);
   if (select.value !== (group || "")) select.value = group || "";
