@@ -130,6 +130,7 @@ def bench_rate(browser, server, rate: int, total: int, clicks: int) -> dict:
     rows = page.evaluate("window.liaisonDashboard.rowCount")
     lag = page.evaluate("window.__lag")
     heap = page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : null")
+    work = page.evaluate("window.liaisonDashboard.perf")
     stop.set()
     witness.close()
     context.close()
@@ -141,6 +142,7 @@ def bench_rate(browser, server, rate: int, total: int, clicks: int) -> dict:
         "click_to_server_ms": {"n": len(latencies), "p50": round(pct(latencies, 0.5) or 0, 1),
                                "max": round(max(latencies) if latencies else 0, 1)},
         "heap_mb": round(heap / 2**20, 1) if heap else None,
+        "page_work_ms": {k: round(v, 1) for k, v in work.items()},  # event handling and drawing, total and longest
     }
 
 
@@ -178,7 +180,8 @@ def main() -> int:
                           f"page caught up {result['page_caught_up_s']} s, lag p50 {result['lag_ms']['p50']} ms "
                           f"p99 {result['lag_ms']['p99']} ms max {result['lag_ms']['max']} ms, click->server p50 "
                           f"{result['click_to_server_ms']['p50']} ms max {result['click_to_server_ms']['max']} ms "
-                          f"(n={result['click_to_server_ms']['n']}), heap {result['heap_mb']} MB", flush=True)
+                          f"(n={result['click_to_server_ms']['n']}), heap {result['heap_mb']} MB, work {result['page_work_ms']}",
+                          flush=True)
                 browser.close()
     finally:
         shutil.rmtree(base, ignore_errors=True)

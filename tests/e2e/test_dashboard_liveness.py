@@ -224,3 +224,28 @@ def test_ctrl_c_says_the_server_is_shutting_down(serve_process, page):
     expect(page.locator("#status-text")).to_have_text("server shutting down", timeout=30_000)
     expect(page.locator("#event-log")).not_to_contain_text("worker exited")
     expect(page.get_by_role("alert").filter(has_text="restarting")).to_have_count(0)
+
+
+def test_reconnects_within_2_s_of_a_restarted_server(tmp_path, page):
+    import socket
+
+    with socket.socket() as probe:  # a free loopback port, reused by both servers
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "LIAISON_TOKEN"}
+    env["LIAISON_TOKEN"] = "restart-token-000001"
+    root = make_root(tmp_path)
+    process, _ = start_serve(root, tmp_path / "data", "--port", str(port), env=env)
+    try:
+        server = type("Served", (), {"port": port, "token": env["LIAISON_TOKEN"]})
+        sign_in(page, server)
+        stop_serve(process)
+        expect(page.locator("#conn-text")).to_contain_text(re.compile("Reconnecting|shutting down|No contact"))
+        page.wait_for_timeout(3000)  # down for a while: the page is retrying, not waiting for minutes
+        process, _ = start_serve(root, tmp_path / "data", "--port", str(port), env=env)
+        back = time.monotonic()
+        expect(page.locator("#conn-text")).to_have_text("Connected", timeout=10_000)
+        assert time.monotonic() - back < 2.0, f"reconnected {time.monotonic() - back:.1f} s after the server was back"
+        expect(page.locator("#status-text")).to_have_text("idle")  # no longer "server shutting down"
+    finally:
+        stop_serve(process)

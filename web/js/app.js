@@ -19,6 +19,7 @@ import { addRows, initLive, plot, resetLive } from "./live.js";
 import { command, initControls, updateControls } from "./controls.js";
 import { updateConnection, updateStatus } from "./status.js";
 import { refreshClients, renderFooter, stopClients } from "./clients.js";
+import { perf } from "./perf.js";
 
 const TOKEN_KEY = "liaison.token";
 const ROLE_KEY = "liaison.role";
@@ -316,6 +317,7 @@ window.liaisonDashboard = {
   get connection() { return app.conn ? app.conn.state : "disconnected"; },
   get rowCount() { return app.live.count; },
   get backlog() { return backlog(); },
+  get perf() { return { ...perf }; },
   /** Row numbers (1-based) in the page's model, newest first: what the table scrolls through. */
   rowNumbers() {
     const out = [];

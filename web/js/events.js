@@ -14,6 +14,7 @@ import { renderHistory, scheduleHistory } from "./history.js";
 import { addRows, resetLive } from "./live.js";
 import { queueTrialQuery } from "./controls.js";
 import { updateStatus } from "./status.js";
+import { timed } from "./perf.js";
 
 const FRAME_BUDGET_MS = 8;
 const queue = [];
@@ -40,6 +41,10 @@ function handleNow(msg) {
 }
 
 function drain() {
+  timed("drain", drainQueue);
+}
+
+function drainQueue() {
   scheduled = false;
   const start = performance.now();
   let any = false;

@@ -6,6 +6,7 @@ import { app, newLive } from "./state.js";
 import { LivePlot } from "./plot.js";
 import { defaultPlotColumn, noteRow, plotColumns } from "./columns.js";
 import { isNumber } from "./format.js";
+import { perf, timed } from "./perf.js";
 import { initTable, invalidateTable, renderTable } from "./table.js";
 import { addRow as foldSummary, initSummary, renderSummary } from "./summary.js";
 
@@ -13,14 +14,19 @@ export const plot = new LivePlot($("plot"));
 plot.onSummary = (text) => setText($("plot-summary"), text.replace(/^Live plot of /, ""));
 plot.onSummary(plot.summary);
 
-const frame = { scheduled: false, columnsChanged: true, hooks: [] };
+// While rows stream in, the table, plot and summaries are redrawn at most this often: readable,
+// and the main thread stays free for input and replies. Scrolling and pickers redraw at once.
+const STREAM_RENDER_MS = 100;
+const frame = { scheduled: false, columnsChanged: true, hooks: [], last: 0, timer: null };
 
 /** Draw everything that changed, on the next animation frame (or soon, in a hidden tab). */
-export function scheduleRender() {
+export function scheduleRender({ streaming = false } = {}) {
   if (frame.scheduled) return;
   frame.scheduled = true;
-  const run = () => { frame.scheduled = false; renderLive(); };
+  const run = () => { frame.scheduled = false; frame.timer = null; timed("render", renderLive); };
+  const wait = streaming ? STREAM_RENDER_MS - (performance.now() - frame.last) : 0;
   if (document.hidden) setTimeout(run, 300);
+  else if (wait > 0) frame.timer = setTimeout(() => requestAnimationFrame(run), wait);
   else requestAnimationFrame(run);
 }
 
@@ -30,11 +36,14 @@ export function onFrame(fn) {
 }
 
 function renderLive() {
+  frame.last = performance.now();
+  perf.renders += 1;
   if (frame.columnsChanged) {
     frame.columnsChanged = false;
     refreshColumnChoice();
   }
   renderTable();
+  if (plot.dirty) plot.draw();
   renderSummary(plot.column);
   for (const fn of frame.hooks) fn();
 }
@@ -65,10 +74,10 @@ export function addRows(runId, key, firstRow, rows) {
     foldSummary(index, row);
     if (col && isNumber(row[col])) newPoints.push([index, row[col]]);
   }
-  if (newPoints.length) plot.add(newPoints);
+  if (newPoints.length) plot.add(newPoints, { draw: false });
   frame.columnsChanged = true; // a column may have become (non-)numeric
   invalidateTable();
-  scheduleRender();
+  scheduleRender({ streaming: true });
 }
 
 let lastColumnsKey = "";

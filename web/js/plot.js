@@ -67,8 +67,9 @@ export class LivePlot {
     this.schedule();
   }
 
-  /** Add [index, value] points (any order; kept sorted by index, one per index). */
-  add(points) {
+  /** Add [index, value] points (any order; kept sorted by index, one per index).
+   *  draw: false leaves the drawing to the caller (`dirty` says one is due). */
+  add(points, { draw = true } = {}) {
     if (!points.length) return;
     const last = this.points.length ? this.points[this.points.length - 1][0] : -Infinity;
     const inOrder = points.every((p, i) => p[0] > (i ? points[i - 1][0] : last));
@@ -81,7 +82,8 @@ export class LivePlot {
     }
     this.described = false; // summarised once per frame, in draw(), not per batch
     this.canvas.dataset.points = String(this.points.length);
-    this.schedule();
+    this.dirty = true;
+    if (draw) this.schedule();
   }
 
   _describe() {
@@ -112,6 +114,7 @@ export class LivePlot {
   }
 
   draw() {
+    this.dirty = false;
     if (!this.described) this._describe();
     const canvas = this.canvas;
     const rect = canvas.getBoundingClientRect();

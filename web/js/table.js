@@ -7,7 +7,7 @@ import { app } from "./state.js";
 import { displayColumns } from "./columns.js";
 import { formatCell, isNumber } from "./format.js";
 
-const OVERSCAN = 40; // rows rendered beyond the view (small runs are rendered whole)
+const OVERSCAN = 12; // rows rendered beyond the view (small runs are rendered whole)
 const FALLBACK_ROW_PX = 29;
 
 const view = { columnsKey: null, runId: undefined, first: -1, count: -1, total: -1, rowPx: 0, headPx: 0, dirty: true };
