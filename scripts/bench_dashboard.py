@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Measure the browser dashboard under a fast run: page lag, click -> server, heap, rows.
 
-A real server (ServerThread) runs a real experiment that ends RATE/60 rows per frame, so the
+A real server (`liaison serve`, its own process, as in the lab) runs a real experiment that ends RATE/60 rows per frame, so the
 server publishes RATE rows per second; headless Chromium (/usr/bin/chromium) shows the
 dashboard. Measured in the page: event-loop lag (a 20 ms interval's lateness, p50/p99/max),
 the JS heap at the end, and whether every row reached the page's model. Measured outside:
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -59,6 +60,8 @@ def run(expInfo, thisExp, win, globalClock=None, thisSession=None):
             thisExp.addData("correct", n % 3 != 0)
             thisExp.nextEntry()
             n += 1
+        if thisSession is not None:  # as Builder does after each trial: the new rows go out
+            thisSession.sendExperimentData()
         win.flip()
     thisExp.status = FINISHED
 '''
@@ -154,20 +157,24 @@ def main() -> int:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from liaison.server import ServerConfig, ServerThread
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import start_serve, stop_serve  # the tests' way to run `liaison serve`
     from session.display import ensure_display
 
-    ensure_display(None)
+    ensure_display(None)  # the server inherits this process's display (a private Xvfb when headless)
     base = Path(tempfile.mkdtemp(prefix="bench_dashboard_"))
     (base / "root" / "fast_rows").mkdir(parents=True)
     (base / "root" / "fast_rows" / "fast_rows.py").write_text(EXPERIMENT)
-    config = ServerConfig(root=base / "root", port=0, token="bench-dashboard-token", data_dir=base / "data",
-                          window={"size": [320, 240], "frame_rate": 60})
+    token = "bench-dashboard-token"
+    env = {k: v for k, v in os.environ.items() if k != "LIAISON_TOKEN"}
+    env["LIAISON_TOKEN"] = token
     results = []
+    process = None
     try:
-        thread = ServerThread(config)
-        with thread as server:
-            server.url, server.token = thread.url, config.token
+        process, banner = start_serve(base / "root", base / "data", env=env)
+        url = banner["WebSocket"]
+        server = type("Served", (), {"url": url, "token": token, "port": int(url.rsplit(":", 1)[1].strip("/"))})
+        if True:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
                                                      args=["--headless", "--no-sandbox", "--disable-gpu",
@@ -184,6 +191,8 @@ def main() -> int:
                           flush=True)
                 browser.close()
     finally:
+        if process is not None:
+            stop_serve(process)
         shutil.rmtree(base, ignore_errors=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ import { updateStatus } from "./status.js";
 import { timed } from "./perf.js";
 
 const FRAME_BUDGET_MS = 8;
+const ROWS_PER_STEP = 500; // a big data_rows event (a replay, a burst) is handled in slices
 const queue = [];
 let head = 0;
 let scheduled = false;
@@ -50,9 +51,18 @@ function drainQueue() {
   let any = false;
   while (head < queue.length) {
     const msg = queue[head];
+    any = true;
+    const rows = msg.event === "data_rows" && msg.data ? msg.data.rows : null;
+    if (rows && rows.length > ROWS_PER_STEP) {
+      // the first slice now, the rest stays at the head of the queue (so order is kept)
+      const d = msg.data;
+      HANDLERS.data_rows({ ...d, rows: rows.slice(0, ROWS_PER_STEP) }, msg.time, msg);
+      msg.data = { ...d, first_row: (d.first_row || 0) + ROWS_PER_STEP, rows: rows.slice(ROWS_PER_STEP) };
+      if (performance.now() - start > FRAME_BUDGET_MS) break;
+      continue;
+    }
     queue[head] = undefined;
     head += 1;
-    any = true;
     const handler = HANDLERS[msg.event];
     if (handler && !msg.early) handler(msg.data || {}, msg.time, msg);
     if (performance.now() - start > FRAME_BUDGET_MS) break;
