@@ -20,9 +20,9 @@ import { CLOSE } from "./constants.js";
 const HELLO_TIMEOUT_MS = 10000;
 const REQUEST_TIMEOUT_MS = 30000;
 export const HEARTBEAT_MS = 1000;
-export const STALE_MS = 2500; // silence before the page says "no contact" (goal: within 3 s)
+export const STALE_MS = 2000; // silence before the page says "no contact" (goal: within 3 s, with room for a loaded machine)
 const DEAD_MS = 8000; // silence before the socket is dropped and a new one opened
-const LIVENESS_CHECK_MS = 250;
+const LIVENESS_CHECK_MS = 200;
 // Short waits right after a drop, so a restarted server is found within 2 s; never longer than 1.5 s.
 const BACKOFF_MS = [100, 250, 500, 1000, 1500];
 
