@@ -120,6 +120,8 @@ def test_end_banner_says_how_each_run_ended(server, page):
     expect(banner).to_have_attribute("data-outcome", "completed", timeout=30_000)
     expect(banner).to_contain_text("Run completed")
     expect(banner).to_contain_text("10 trials done")
+    expect(banner).not_to_contain_text("null")
+    expect(page.locator("#status-trial")).to_have_text(re.compile(r"^10( of 10| done)$"))  # the run's count
     expect(banner.get_by_role("button", name=re.compile(r"Download .*\.csv"))).to_be_visible()
 
     start_run(page, "frames_demo", {"participant": "banner", **LONG_RUN})

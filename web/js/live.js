@@ -92,9 +92,10 @@ function refreshColumnChoice() {
     lastColumnsKey = key;
     if (!columns.length) select.replaceChildren(h("option", { value: "" }, "(no numeric columns yet)"));
     else {
-      select.replaceChildren(
+      select.replaceChildren(...[
         measured.length ? h("optgroup", { label: "Measured" }, measured.map((c) => h("option", { value: c }, c))) : null,
-        rest.length ? h("optgroup", { label: "Timing and bookkeeping" }, rest.map((c) => h("option", { value: c }, c))) : null);
+        rest.length ? h("optgroup", { label: "Timing and bookkeeping" }, rest.map((c) => h("option", { value: c }, c))) : null,
+      ].filter(Boolean));
     }
     select.disabled = !columns.length;
   }

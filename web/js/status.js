@@ -57,7 +57,7 @@ export function updateStatus() {
     // the answer is up to a second old: count the rows (trials) ended since, within the loop's length
     let n = trial.n + Math.max(0, app.live.count - trial.rowsAt);
     if (trial.total) n = Math.min(n, trial.total);
-    if (ended) n = Math.min(n, rows);
+    if (ended) n = rows; // the run's own count, not the last (up to a second old) answer
     trialText = trial.total ? `${n} of ${trial.total}` : String(n);
   }
   setText($("status-trial"), trialText);
@@ -114,11 +114,12 @@ function renderBanner(rec, rows, trial) {
   ].filter(Boolean).join(" · ");
   const button = csv ? h("button", { type: "button", class: "link-button", "aria-label": `Download ${basename(csv)} (run ${rec.run_id})` }, `Download ${basename(csv)}`) : null;
   if (button) button.addEventListener("click", () => download(rec.run_id, csv, button));
-  banner.replaceChildren(
+  banner.replaceChildren(...[
     h("p", { class: "banner-title" }, h("strong", { id: "end-outcome" }, BANNER_TEXT[outcome] || `Run ${outcome}`), ` — ${rec.key || ""} (${rec.run_id})`),
     h("p", { id: "end-facts" }, facts),
     rec.error ? h("p", { class: "banner-error" }, rec.error) : null,
-    button ? h("p", {}, button) : h("p", { class: "help" }, rows ? "The data files are listed in the run history." : "No data file was saved."));
+    button ? h("p", {}, button) : h("p", { class: "help" }, rows ? "The data files are listed in the run history." : "No data file was saved."),
+  ].filter(Boolean)); // replaceChildren would write "null" for a missing part
 }
 
 setInterval(updateElapsed, 250);
