@@ -154,6 +154,11 @@ def test_by_condition_table_matches_the_runs_csv(server, page):
     table = page.locator("#by-condition")
     expect(table).to_have_attribute("data-group", "target_side")
     expect(page.get_by_label("Group by")).to_have_value("target_side")  # the picker shows the grouping
+    # history: a date with the time, the trial CSV first and highlighted, the other files folded
+    expect(row.locator("td").nth(3)).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+    expect(row.locator(".trial-csv button")).to_have_text(re.compile(r"\.csv$"))
+    expect(row.locator("details.other-files")).not_to_have_attribute("open", "")
+    expect(row.locator("details.other-files li").first).to_be_hidden()
     record = next(r for r in server.runs.list(50) if r["run_id"] == run_id)
     csv_rows = read_csv(next(Path(record["data_dir"]).rglob("*.csv")))
     levels = sorted({r["target_side"] for r in csv_rows if r["target_side"]})
