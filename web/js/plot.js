@@ -35,6 +35,8 @@ export class LivePlot {
   constructor(canvas) {
     this.canvas = canvas;
     this.points = [];
+    this.lo = Infinity; // smallest and largest value plotted, kept as points come (no pass per frame)
+    this.hi = -Infinity;
     this.column = null;
     this.scheduled = false;
     this.sorted = true;
@@ -51,6 +53,8 @@ export class LivePlot {
   setColumn(column) {
     this.column = column;
     this.points = [];
+    this.lo = Infinity; // smallest and largest value plotted, kept as points come (no pass per frame)
+    this.hi = -Infinity;
     this._describe();
     this.schedule();
   }
@@ -63,6 +67,8 @@ export class LivePlot {
 
   clear() {
     this.points = [];
+    this.lo = Infinity; // smallest and largest value plotted, kept as points come (no pass per frame)
+    this.hi = -Infinity;
     this._describe();
     this.schedule();
   }
@@ -74,11 +80,18 @@ export class LivePlot {
     const last = this.points.length ? this.points[this.points.length - 1][0] : -Infinity;
     const inOrder = points.every((p, i) => p[0] > (i ? points[i - 1][0] : last));
     if (inOrder) {
-      for (const p of points) this.points.push(p);
+      for (const p of points) {
+        this.points.push(p);
+        if (p[1] < this.lo) this.lo = p[1];
+        if (p[1] > this.hi) this.hi = p[1];
+      }
     } else {
       const byIndex = new Map(this.points.map((p) => [p[0], p]));
       for (const p of points) byIndex.set(p[0], p);
       this.points = [...byIndex.values()].sort((a, b) => a[0] - b[0]);
+      this.lo = Infinity;
+      this.hi = -Infinity;
+      for (const [, y] of this.points) { if (y < this.lo) this.lo = y; if (y > this.hi) this.hi = y; }
     }
     this.described = false; // summarised once per frame, in draw(), not per batch
     this.canvas.dataset.points = String(this.points.length);
@@ -94,8 +107,7 @@ export class LivePlot {
     if (!this.column) label = "Live plot: no numeric column to show yet.";
     else if (!n) label = `Live plot of ${this.column}: no values yet.`;
     else {
-      let min = Infinity, max = -Infinity;
-      for (const [, y] of this.points) { if (y < min) min = y; if (y > max) max = y; }
+      const min = this.lo, max = this.hi;
       const lastY = this.points[n - 1][1];
       label = `Live plot of ${this.column} per row: ${n} value${n === 1 ? "" : "s"}, ` +
         `latest ${formatNumber(lastY)}, range ${formatNumber(min)} to ${formatNumber(max)}.`;
@@ -155,8 +167,7 @@ export class LivePlot {
       return;
     }
     let xMin = pts[0][0], xMax = pts[pts.length - 1][0];
-    let yMin = Infinity, yMax = -Infinity;
-    for (const [, y] of pts) { if (y < yMin) yMin = y; if (y > yMax) yMax = y; }
+    let yMin = this.lo, yMax = this.hi;
     if (yMax === yMin) { const pad = Math.abs(yMax) * 0.1 || 1; yMin -= pad; yMax += pad; }
     else { const pad = (yMax - yMin) * 0.06; yMin -= pad; yMax += pad; }
     if (xMax === xMin) { xMin -= 1; xMax += 1; }
