@@ -256,3 +256,22 @@ def test_reconnects_within_2_s_of_a_restarted_server(tmp_path, page):
         expect(page.locator("#status-text")).to_have_text("idle")  # no longer "server shutting down"
     finally:
         stop_serve(process)
+
+
+def test_a_tab_opened_while_the_worker_restarts_gets_the_experiments(server, page, browser):
+    sign_in(page, server)
+    start_run(page, "hangs_demo", {"participant": "restart"})
+    expect(page.locator("#status-text")).to_have_text("running", timeout=30_000)
+    page.get_by_role("button", name="Abort…").click()
+    page.get_by_label("Grace period").fill("0")
+    page.get_by_label("Grace period").press("Enter")
+    # the worker is killed and a new one starts; a tab opened now gets a snapshot without it
+    expect(page.locator("#event-log")).to_contain_text(re.compile("aborted|Status: idle"), timeout=60_000)
+    late = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    try:
+        late.goto(home(server) + f"#token={server.token}&role=observer")
+        expect(late.locator("#conn-text")).to_have_text("Connected")
+        expect(late.locator("#exp-list")).to_contain_text("rt_demo", timeout=60_000)
+        expect(late.locator("#status-text")).to_have_text("idle", timeout=60_000)
+    finally:
+        late.context.close()

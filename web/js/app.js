@@ -186,6 +186,30 @@ function applySnapshot(state, welcome, info) {
   }
   renderFooter();
   updateStatus();
+  if (app.status === "unavailable") retryUnavailable();
+}
+
+/** The snapshot was taken while the worker was being replaced (after an abort or a crash): its
+ *  experiments and status are missing, and the events that announced them came before this
+ *  connection. Ask again until the worker answers. */
+function retryUnavailable(attempt = 0) {
+  setTimeout(async () => {
+    if (!app.conn || !app.conn.connected || app.status !== "unavailable") return;
+    try {
+      const state = await app.conn.request("state", {}, { timeout: 10000 });
+      if (state && state.status && state.status !== "unavailable") {
+        app.experiments = new Map();
+        for (const exp of state.experiments || []) app.experiments.set(exp.key, exp);
+        app.status = state.status;
+        app.runId = state.run_id || app.runId;
+        app.key = state.key || app.key;
+        renderExperiments();
+        updateStatus();
+        return;
+      }
+    } catch (_) { /* try again below */ }
+    if (attempt < 60) retryUnavailable(attempt + 1);
+  }, 2000);
 }
 
 /** Rows published before this tab connected, from the server's replay buffer. */
