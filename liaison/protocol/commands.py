@@ -98,7 +98,7 @@ class CommandArgs(BaseModel):
 
 
 class PingArgs(CommandArgs):
-    """Check the connection; the result has the server time and the newest event `seq`."""
+    """Check the connection; the result has the server time, the newest event `seq` and how many clients are connected."""
 
 
 class StateArgs(CommandArgs):

@@ -115,7 +115,8 @@ class Dispatcher:
 
     # --- local ---------------------------------------------------------------------
     def cmd_ping(self, conn, **_: Any) -> dict[str, Any]:
-        return {"pong": True, "time": time.time(), "last_seq": self.server.hub.last_seq}
+        return {"pong": True, "time": time.time(), "last_seq": self.server.hub.last_seq,
+                "clients": len(self.server.connections)}
 
     def cmd_subscribe(self, conn, topics: list[str]) -> dict[str, Any]:
         conn.subscriber.topics.update(Topic(t).value for t in topics)

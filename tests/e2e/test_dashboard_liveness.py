@@ -189,6 +189,13 @@ def test_observer_sees_results_but_no_controls_or_client_list(server, page):
     expect(page.locator("#clients-panel")).to_be_hidden()
     expect(page.locator(".run-controls")).to_be_hidden()
     expect(page.locator("#server-info")).to_contain_text("connected")
+    before = int(re.search(r"(\d+) clients? connected", page.locator("#server-info").inner_text()).group(1))
+    other = Raw(server.url, server.token, role="observer")
+    try:  # the footer's count follows who comes and goes, for observers too
+        expect(page.locator("#server-info")).to_contain_text(f"{before + 1} clients connected", timeout=5_000)
+    finally:
+        other.close()
+    expect(page.locator("#server-info")).to_contain_text(re.compile(rf"\b{before} clients? connected"), timeout=5_000)
 
 
 def test_controller_sees_who_is_connected(server, page):

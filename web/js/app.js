@@ -117,6 +117,12 @@ function connect({ probe = false } = {}) {
         $("connect-btn").textContent = "Connect";
       },
       onStrayError: (err) => showError("Server error", err),
+      onPong: (result) => {
+        if (app.server && result && typeof result.clients === "number" && result.clients !== app.server.clients) {
+          app.server.clients = result.clients; // the footer's count follows who comes and goes
+          renderFooter();
+        }
+      },
     },
   });
   app.conn.start();
