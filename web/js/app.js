@@ -19,7 +19,7 @@ import { addRows, initLive, plot, resetLive } from "./live.js";
 import { command, initControls, updateControls } from "./controls.js";
 import { updateConnection, updateStatus } from "./status.js";
 import { refreshClients, renderFooter, stopClients } from "./clients.js";
-import { perf } from "./perf.js";
+import { frameIn, perf, resetPerf } from "./perf.js";
 
 const TOKEN_KEY = "liaison.token";
 const ROLE_KEY = "liaison.role";
@@ -88,6 +88,7 @@ function connect({ probe = false } = {}) {
       },
       onWelcome,
       onEvent: enqueueEvent,
+      onFrame: frameIn,
       onGap: (gap) => {
         const text = `Missed events ${gap.from_seq}–${gap.to_seq} (${gap.reason || "no longer buffered"}); the data shown may be incomplete.`;
         toast("warning", text, { timeout: 10000 });
@@ -348,6 +349,7 @@ window.liaisonDashboard = {
   get rowCount() { return app.live.count; },
   get backlog() { return backlog(); },
   get perf() { return { ...perf }; },
+  resetPerf,
   /** Row numbers (1-based) in the page's model, newest first: what the table scrolls through. */
   rowNumbers() {
     const out = [];

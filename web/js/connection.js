@@ -230,6 +230,7 @@ export class Connection {
 
   _onFrame(raw) {
     if (this.phase === "open") this._contact();
+    if (this.h.onFrame) this.h.onFrame();
     let message;
     try {
       message = JSON.parse(raw);

@@ -1,7 +1,7 @@
 // Server events: one handler per event type, and the queue that feeds them.
 //
-// Events are queued as they arrive and handled in order once per animation frame, within a
-// time budget, so a burst of thousands of rows never blocks the page: input, replies (which the
+// Events are queued as they arrive and handled in order in short tasks, each within a time
+// budget, so a burst of thousands of rows never blocks the page: input, replies (which the
 // connection handles at once) and status stay responsive, and the rest waits a frame.
 
 import { app, recordFor } from "./state.js";
@@ -28,8 +28,7 @@ export function enqueueEvent(msg) {
   if (msg.event === "status") handleNow(msg); // status first: never behind a backlog of rows
   if (!scheduled) {
     scheduled = true;
-    if (document.hidden) setTimeout(drain, 100);
-    else requestAnimationFrame(drain);
+    setTimeout(drain, document.hidden ? 100 : 0);
   }
 }
 
@@ -72,7 +71,7 @@ function drainQueue() {
   if (any) updateStatus();
   if (head < queue.length) {
     scheduled = true;
-    requestAnimationFrame(drain);
+    setTimeout(drain, 0); // a new task: input and replies get their turn in between
   }
 }
 

@@ -26,7 +26,8 @@ export function scheduleRender({ streaming = false } = {}) {
   const run = () => { frame.scheduled = false; frame.timer = null; timed("render", renderLive); };
   const wait = streaming ? STREAM_RENDER_MS - (performance.now() - frame.last) : 0;
   if (document.hidden) setTimeout(run, 300);
-  else if (wait > 0) frame.timer = setTimeout(() => requestAnimationFrame(run), wait);
+  // a timer, not an animation frame: a starved compositor delays frames by hundreds of ms
+  else if (streaming) frame.timer = setTimeout(run, Math.max(0, wait));
   else requestAnimationFrame(run);
 }
 
