@@ -110,7 +110,7 @@ class CommandArgs(BaseModel):
 
 
 class PingArgs(CommandArgs):
-    """Check the connection; the result has the server time and the newest event `seq`."""
+    """Check the connection; the result has the server time, the newest event `seq` and how many clients are connected."""
 
 
 class StateArgs(CommandArgs):
@@ -304,6 +304,10 @@ class GetRunArgs(CommandArgs):
     run_id: Name = Field(description="The run's id.")
 
 
+class ClientsArgs(CommandArgs):
+    """Who is connected (controllers only): each client's id, name, role and connection time (Unix seconds)."""
+
+
 COMMANDS: dict[str, type[CommandArgs]] = {
     "ping": PingArgs,
     "state": StateArgs,
@@ -334,6 +338,7 @@ COMMANDS: dict[str, type[CommandArgs]] = {
     "add_device": AddDeviceArgs,
     "remove_device": RemoveDeviceArgs,
     "setup_devices": SetupDevicesArgs,
+    "clients": ClientsArgs,
 }
 
 OBSERVER_COMMANDS: frozenset[str] = frozenset({
@@ -373,6 +378,10 @@ class Request(Envelope):
                                       "echoed in the reply.")
     cmd: str = Field(description="The command.")
     args: CommandArgs = Field(default_factory=CommandArgs, description="The command's arguments.")
+    not_after: Optional[Annotated[FiniteFloat, Field(gt=0)]] = Field(None, description=(
+        "Optional deadline (server wall clock, Unix seconds): a request that arrives later is "
+        "refused with `expired` and not carried out, so a command delayed by the network never "
+        "acts at an arbitrary later moment. null: no deadline."))
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> "Request":  # type: ignore[override]

@@ -24,6 +24,7 @@ class ErrorCode(str, Enum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     BUSY = "busy"
+    EXPIRED = "expired"
     EXPERIMENT_ERROR = "experiment_error"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     DEVICE_ERROR = "device_error"
@@ -49,6 +50,7 @@ ERROR_DESCRIPTIONS: dict[ErrorCode, str] = {
     ErrorCode.NOT_FOUND: "No such experiment, run or other named thing.",
     ErrorCode.CONFLICT: "The command does not fit the current state (e.g. `pause` when nothing runs).",
     ErrorCode.BUSY: "Another run is in progress, or the session did not answer in time.",
+    ErrorCode.EXPIRED: "The request arrived after its `not_after` deadline; it was not carried out.",
     ErrorCode.EXPERIMENT_ERROR: "The experiment file is invalid, cannot compile, or cannot be imported.",
     ErrorCode.STORAGE_UNAVAILABLE: (
         "The server cannot write its journal (e.g. the disk is full): no run starts until it can again."

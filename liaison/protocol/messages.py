@@ -232,7 +232,7 @@ FIELD_NOTES: dict[str, str] = {
     "exp_info": "Experiment info: field name to value.",
     "run_finished.exp_info": "Experiment info as the run ended (with any keys the experiment added).",
     "run_failed.exp_info": "Experiment info as the run ended (with any keys the experiment added).",
-    "status": "New status: idle, starting, running, paused, stopping (or worker_exited).",
+    "status": "New status: idle, starting, running, paused, stopping (or worker_exited, unavailable, shutting_down).",
     "data_dir": "Folder the run saves its data in.",
     "latency": "Seconds from the request to the experiment observing it.",
     "outcome": "completed, stopped or aborted.",

@@ -29,7 +29,7 @@ from websockets.asyncio.server import serve
 
 from session import priority
 from session.display import ensure_display, xvfb_pid
-from session.events import Publisher
+from session.events import Publisher, StatusChanged
 from session.worker import WorkerConfig
 
 from .. import __version__
@@ -203,6 +203,8 @@ class LiaisonServer:
     async def _shutdown(self, server) -> None:
         """Stop the run (its data are saved), close the worker, say goodbye (1001)."""
         log.info("shutting down: stopping any run and saving its data")
+        # Clients learn why the worker is going away (not "worker exited, restarting").
+        self.publisher.publish(StatusChanged(status="shutting_down"))
         await self.link.shutdown()
         self.hub.drain()  # the last events (run end, "shutting_down") reach the outboxes
         await asyncio.sleep(0.05)  # ... and the clients

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,6 +222,10 @@ class ClientConnection:
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, "already authenticated")
             request: Request = message
             request_id, cmd = request.id, request.cmd
+            if request.not_after is not None and time.time() > request.not_after:
+                self.commands.record(self, cmd, None, request_id, refused="expired")
+                raise ProtocolError(ErrorCode.EXPIRED, f"{cmd!r} arrived {time.time() - request.not_after:.1f} s "
+                                    "after its not_after deadline; it was not carried out")
             if self.role != "controller" and cmd not in OBSERVER_COMMANDS:
                 self.commands.record(self, cmd, None, request_id, refused="forbidden")
                 raise ProtocolError(ErrorCode.FORBIDDEN, f"observers cannot use {cmd!r}")

@@ -84,8 +84,13 @@ class Dispatcher:
 
     # --- local ---------------------------------------------------------------------
     def cmd_ping(self, caller: Caller, **_: Any) -> dict[str, Any]:
-        """Answer locally, without the worker: the server's time and newest ``seq``."""
-        return {"pong": True, "time": time.time(), "last_seq": self.hub.last_seq}
+        """Answer locally, without the worker: the server's time, newest ``seq`` and connected clients."""
+        return {"pong": True, "time": time.time(), "last_seq": self.hub.last_seq, "clients": len(self.clients)}
+
+    def cmd_clients(self, caller: Caller, **_: Any) -> list[dict[str, Any]]:
+        """Authenticated connections, oldest first; ``you`` marks the asker's own."""
+        return [{**c, "connected_since": c["connected_at"], "you": c["client_id"] == caller.client_id}
+                for c in self.clients.list()]
 
     def cmd_subscribe(self, caller: Caller, topics: list[str]) -> dict[str, Any]:
         """Add ``topics`` to the caller's; returns all its topics. Raises ValueError for an unknown topic."""

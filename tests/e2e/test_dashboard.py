@@ -94,7 +94,11 @@ def start_run(page, key: str, fields: dict[str, str]) -> str:
 
 
 def table_row_numbers(page) -> list[int]:
-    return [int(n) for n in page.locator("#data-table tbody th").all_inner_texts()]
+    """Every row number the table scrolls through, newest first; the drawn part must agree."""
+    model = page.evaluate("window.liaisonDashboard.rowNumbers()")
+    drawn = [int(n) for n in page.locator("#data-table tbody th").all_inner_texts()]
+    assert drawn and drawn == model[:len(drawn)], "the table draws the newest rows first, in order"
+    return model
 
 
 def test_wrong_token_shows_an_error(server, page):

@@ -227,7 +227,7 @@ def test_roles_table():
     assert CONTROLLER_COMMANDS == set(COMMANDS) - OBSERVER_COMMANDS
     assert {"run", "pause", "resume", "stop", "abort", "set_exp_info", "add_data", "annotate", "skip_trials",
             "rewind_trials", "setup_window", "add_experiment", "add_device", "remove_device", "setup_devices",
-            "list_available_devices", "rescan", "check_timing"} == CONTROLLER_COMMANDS
+            "list_available_devices", "rescan", "check_timing", "clients"} == CONTROLLER_COMMANDS
     assert set(REQUEST_MODELS) == set(COMMANDS)
     defs = json_schema()["$defs"]
     for cmd, model in REQUEST_MODELS.items():

@@ -95,6 +95,7 @@ ARGS = {
                           params_=st.dictionaries(names, st.integers() | st.text(max_size=20), max_size=8)),
     "remove_device": args_of(name=experiment_keys),
     "setup_devices": args_of(key=names),
+    "clients": st.just({}),
 }
 
 

@@ -6,14 +6,30 @@
 // dropped by seq. If the server itself restarted (a new session_id in its
 // hello) the old numbers mean nothing, so it starts afresh (since = null).
 
-import { CLOSE, MESSAGE, PROTOCOL_VERSION } from "./protocol.js";
+//
+// Liveness: a ping every second keeps `lastContact` (the time of the newest
+// frame from the server) fresh. After STALE_MS of silence the handlers hear
+// onContact(false, lastContact) and requests are refused here, not sent; after
+// DEAD_MS the socket is dropped and reconnected. A request may carry a deadline:
+// it is sent with `not_after` (the server's clock, from the pings) so that the
+// server refuses it if the network delivers it late, and it fails here as
+// "not confirmed" when no reply came by then.
 
-const AUTH_FAILED = CLOSE.AUTH_FAILED;
+import { CLOSE } from "./constants.js";
+
 const HELLO_TIMEOUT_MS = 10000;
 const REQUEST_TIMEOUT_MS = 30000;
-const HEARTBEAT_MS = 15000;
-const HEARTBEAT_TIMEOUT_MS = 10000;
-const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
+export const HEARTBEAT_MS = 1000;
+export const STALE_MS = 2000; // silence before the page says "no contact" (goal: within 3 s, with room for a loaded machine)
+const DEAD_MS = 8000; // silence before the socket is dropped and a new one opened
+const LIVENESS_CHECK_MS = 200;
+// Short waits right after a drop, so a restarted server is found within 2 s; never longer than 1.5 s.
+const BACKOFF_MS = [100, 250, 500, 1000, 1500];
+
+/** hh:mm:ss of a Date.now() value, or "—". */
+export function clock(ms) {
+  return ms ? new Date(ms).toLocaleTimeString([], { hour12: false }) : "—";
+}
 
 export class RequestError extends Error {
   constructor(code, message, details) {
@@ -52,7 +68,11 @@ export class Connection {
     this.authFailed = false;
     this.pending = new Map();
     this.nextId = 1;
-    this.timers = { reconnect: null, hello: null, heartbeat: null };
+    this.timers = { reconnect: null, hello: null, heartbeat: null, liveness: null };
+    this.lastContact = null; // Date.now() of the newest frame from the server
+    this.fresh = false; // heard from the server within STALE_MS
+    this.clockOffset = 0; // server clock minus local clock, seconds (from the pings)
+    this.pinging = false;
     this.reconnectAt = null;
     this.everConnected = false;
   }
@@ -96,17 +116,44 @@ export class Connection {
     return this.phase === "open";
   }
 
-  request(cmd, args = {}, { timeout = REQUEST_TIMEOUT_MS } = {}) {
+  /** The server's wall clock now (Unix seconds), as estimated from the pings. */
+  serverNow() {
+    return Date.now() / 1000 + this.clockOffset;
+  }
+
+  /**
+   * Send a command; resolves with its result, rejects with a RequestError.
+   * `deadline` (ms): the server must receive it within that time or refuse it (`not_after`),
+   * and it fails here as "unconfirmed" if no reply came by then (unless `timeout` is longer).
+   * Never sent while there is no contact with the server ("not_sent").
+   */
+  request(cmd, args = {}, { timeout, deadline } = {}) {
     if (this.phase !== "open" || !this.ws) {
-      return Promise.reject(new RequestError("connection_lost", "not connected to the server"));
+      return Promise.reject(new RequestError("not_sent", "not sent: not connected to the server"));
+    }
+    if (!this.fresh && cmd !== "ping") {
+      return Promise.reject(new RequestError("not_sent",
+        `not sent: no contact with the server since ${clock(this.lastContact)}`));
     }
     const id = this.nextId++;
-    const message = { v: PROTOCOL_VERSION, type: MESSAGE.REQUEST, id, cmd, args };
+    const message = { v: 1, type: "request", id, cmd, args };
+    const wait = timeout ?? deadline ?? REQUEST_TIMEOUT_MS;
+    let notAfter = null;
+    if (deadline) {
+      notAfter = this.serverNow() + deadline / 1000;
+      message.not_after = notAfter;
+    }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new RequestError("timeout", `no reply to ${cmd} within ${Math.round(timeout / 1000)} s`));
-      }, timeout);
+        if (notAfter !== null && wait <= deadline) {
+          const by = clock(Date.now() - (this.serverNow() - notAfter) * 1000);
+          reject(new RequestError("unconfirmed",
+            `${cmd} was not confirmed within ${(deadline / 1000).toFixed(1)} s; the server refuses it if it arrives after ${by}`));
+        } else {
+          reject(new RequestError("timeout", `no reply to ${cmd} within ${Math.round(wait / 1000)} s`));
+        }
+      }, wait);
       this.pending.set(id, { resolve, reject, timer, cmd });
       try {
         this.ws.send(JSON.stringify(message));
@@ -129,7 +176,34 @@ export class Connection {
     clearTimeout(this.timers.reconnect);
     clearTimeout(this.timers.hello);
     clearInterval(this.timers.heartbeat);
+    clearInterval(this.timers.liveness);
     this.reconnectAt = null;
+  }
+
+  /** Heard from the server: note the time, and say so if it had gone quiet. */
+  _contact() {
+    this.lastContact = Date.now();
+    if (!this.fresh) {
+      this.fresh = true;
+      if (this.h.onContact) this.h.onContact(true, this.lastContact);
+    }
+  }
+
+  /** The browser says the network is gone: no need to wait for the silence. */
+  networkLost() {
+    if (this.phase === "open" && this.fresh) this._goneQuiet();
+  }
+
+  _goneQuiet() {
+    this.fresh = false;
+    if (this.h.onContact) this.h.onContact(false, this.lastContact);
+  }
+
+  _checkLiveness() {
+    if (this.phase !== "open") return;
+    const silent = Date.now() - (this.lastContact || 0);
+    if (this.fresh && silent > STALE_MS) this._goneQuiet();
+    if (silent > DEAD_MS) this._onClose({ code: 4997, reason: `no contact with the server since ${clock(this.lastContact)}` });
   }
 
   _open() {
@@ -155,6 +229,8 @@ export class Connection {
   }
 
   _onFrame(raw) {
+    if (this.phase === "open") this._contact();
+    if (this.h.onFrame) this.h.onFrame();
     let message;
     try {
       message = JSON.parse(raw);
@@ -170,7 +246,7 @@ export class Connection {
 
   _onMessage(msg) {
     if (this.phase === "hello") {
-      if (msg.type !== MESSAGE.HELLO) return;
+      if (msg.type !== "hello") return;
       this.hello = msg;
       if (this.probe && msg.auth !== "none") {
         this.stop("the server needs a token");
@@ -187,13 +263,13 @@ export class Connection {
       this.phase = "auth";
       const token = this.token();
       this.ws.send(JSON.stringify({
-        v: PROTOCOL_VERSION, type: MESSAGE.AUTH, token: token ? token : null, role: this.role(),
+        v: 1, type: "auth", token: token ? token : null, role: this.role(),
         since: this.lastSeq, client: this.client,
       }));
       return;
     }
     if (this.phase === "auth") {
-      if (msg.type === MESSAGE.WELCOME) {
+      if (msg.type === "welcome") {
         clearTimeout(this.timers.hello);
         this.phase = "open";
         this.welcome = msg;
@@ -202,24 +278,28 @@ export class Connection {
         if (this.lastSeq === null) this.lastSeq = msg.last_seq ?? 0;
         this.attempt = 0;
         this.everConnected = true;
+        this.lastContact = Date.now();
+        this.fresh = true;
+        if (this.h.onContact) this.h.onContact(true, this.lastContact);
         this._setState("connected", info);
         if (this.h.onWelcome) this.h.onWelcome(msg, info);
         this.timers.heartbeat = setInterval(() => this._heartbeat(), HEARTBEAT_MS);
+        this.timers.liveness = setInterval(() => this._checkLiveness(), LIVENESS_CHECK_MS);
         this._heartbeat();
         return;
       }
-      if (msg.type === MESSAGE.REPLY && msg.ok === false) {
+      if (msg.type === "reply" && msg.ok === false) {
         const err = msg.error || {};
         this.authFailed = true;
         this._authError = new RequestError(err.code || "unauthorized", err.message || "authentication failed", err.details);
         return;
       }
-      if (msg.type === MESSAGE.GOODBYE) this._goodbye = msg;
+      if (msg.type === "goodbye") this._goodbye = msg;
       return;
     }
     // phase open
     switch (msg.type) {
-      case MESSAGE.EVENT: {
+      case "event": {
         if (typeof msg.seq === "number") {
           if (this.lastSeq !== null && msg.seq <= this.lastSeq) return; // replay overlap
           this.lastSeq = msg.seq;
@@ -227,7 +307,7 @@ export class Connection {
         if (this.h.onEvent) this.h.onEvent(msg);
         return;
       }
-      case MESSAGE.REPLY: {
+      case "reply": {
         const entry = this.pending.get(msg.id);
         if (entry) {
           this.pending.delete(msg.id);
@@ -243,13 +323,13 @@ export class Connection {
         }
         return;
       }
-      case MESSAGE.GAP:
+      case "gap":
         if (this.h.onGap) this.h.onGap(msg);
         return;
-      case MESSAGE.ALERT:
+      case "alert":
         if (this.h.onAlert) this.h.onAlert(msg);
         return;
-      case MESSAGE.GOODBYE:
+      case "goodbye":
         this._goodbye = msg;
         if (this.h.onGoodbye) this.h.onGoodbye(msg);
         return;
@@ -259,18 +339,20 @@ export class Connection {
   }
 
   async _heartbeat() {
-    if (this.phase !== "open") return;
-    const ws = this.ws;
+    // one ping at a time: a frozen server must not find a pile of them when it wakes
+    if (this.phase !== "open" || this.pinging) return;
+    this.pinging = true;
     const t0 = performance.now();
     const local0 = Date.now();
     try {
-      const result = await this.request("ping", {}, { timeout: HEARTBEAT_TIMEOUT_MS });
+      const result = await this.request("ping", {}, { timeout: DEAD_MS });
       const rtt = performance.now() - t0;
+      if (result && typeof result.time === "number") this.clockOffset = result.time - (local0 + rtt / 2) / 1000;
       if (this.h.onPong) this.h.onPong(result, rtt, local0 + rtt / 2);
-    } catch (err) {
-      if (err.code === "timeout" && this.ws === ws && this.phase === "open") {
-        this._onClose({ code: 4997, reason: "the server stopped answering" });
-      }
+    } catch (_) {
+      // silence is handled by _checkLiveness, which sees every frame, not only pongs
+    } finally {
+      this.pinging = false;
     }
   }
 
@@ -293,11 +375,15 @@ export class Connection {
     this.phase = "closed";
     clearTimeout(this.timers.hello);
     clearInterval(this.timers.heartbeat);
+    clearInterval(this.timers.liveness);
+    this.pinging = false;
+    if (wasOpen && this.fresh) this._goneQuiet();
+    // Requests not answered yet die with this socket: nothing is resent on the next one.
     this._failPending(new RequestError("connection_lost", "the connection closed before the reply arrived"));
     const goodbye = this._goodbye;
     this._goodbye = null;
     if (this.stopped) return;
-    if (ev.code === AUTH_FAILED || this.authFailed) {
+    if (ev.code === CLOSE.AUTH_FAILED || this.authFailed) {
       this.stopped = true;
       const error = this._authError || new RequestError("unauthorized", (goodbye && goodbye.reason) || "authentication failed");
       this._authError = null;

@@ -35,9 +35,12 @@ export class LivePlot {
   constructor(canvas) {
     this.canvas = canvas;
     this.points = [];
+    this.lo = Infinity; // smallest and largest value plotted, kept as points come (no pass per frame)
+    this.hi = -Infinity;
     this.column = null;
     this.scheduled = false;
     this.sorted = true;
+    this.mode = "line"; // or "histogram": how often each range of values occurred
     if (typeof ResizeObserver !== "undefined") {
       this.resizer = new ResizeObserver(() => this.schedule());
       this.resizer.observe(canvas);
@@ -50,41 +53,61 @@ export class LivePlot {
   setColumn(column) {
     this.column = column;
     this.points = [];
+    this.lo = Infinity; // smallest and largest value plotted, kept as points come (no pass per frame)
+    this.hi = -Infinity;
     this._describe();
+    this.schedule();
+  }
+
+  setMode(mode) {
+    this.mode = mode === "histogram" ? "histogram" : "line";
+    this.canvas.dataset.mode = this.mode;
     this.schedule();
   }
 
   clear() {
     this.points = [];
+    this.lo = Infinity; // smallest and largest value plotted, kept as points come (no pass per frame)
+    this.hi = -Infinity;
     this._describe();
     this.schedule();
   }
 
-  /** Add [index, value] points (any order; kept sorted by index, one per index). */
-  add(points) {
+  /** Add [index, value] points (any order; kept sorted by index, one per index).
+   *  draw: false leaves the drawing to the caller (`dirty` says one is due). */
+  add(points, { draw = true } = {}) {
     if (!points.length) return;
     const last = this.points.length ? this.points[this.points.length - 1][0] : -Infinity;
     const inOrder = points.every((p, i) => p[0] > (i ? points[i - 1][0] : last));
     if (inOrder) {
-      for (const p of points) this.points.push(p);
+      for (const p of points) {
+        this.points.push(p);
+        if (p[1] < this.lo) this.lo = p[1];
+        if (p[1] > this.hi) this.hi = p[1];
+      }
     } else {
       const byIndex = new Map(this.points.map((p) => [p[0], p]));
       for (const p of points) byIndex.set(p[0], p);
       this.points = [...byIndex.values()].sort((a, b) => a[0] - b[0]);
+      this.lo = Infinity;
+      this.hi = -Infinity;
+      for (const [, y] of this.points) { if (y < this.lo) this.lo = y; if (y > this.hi) this.hi = y; }
     }
-    this._describe();
-    this.schedule();
+    this.described = false; // summarised once per frame, in draw(), not per batch
+    this.canvas.dataset.points = String(this.points.length);
+    this.dirty = true;
+    if (draw) this.schedule();
   }
 
   _describe() {
+    this.described = true;
     const n = this.points.length;
     this.canvas.dataset.points = String(n);
     let label;
     if (!this.column) label = "Live plot: no numeric column to show yet.";
     else if (!n) label = `Live plot of ${this.column}: no values yet.`;
     else {
-      let min = Infinity, max = -Infinity;
-      for (const [, y] of this.points) { if (y < min) min = y; if (y > max) max = y; }
+      const min = this.lo, max = this.hi;
       const lastY = this.points[n - 1][1];
       label = `Live plot of ${this.column} per row: ${n} value${n === 1 ? "" : "s"}, ` +
         `latest ${formatNumber(lastY)}, range ${formatNumber(min)} to ${formatNumber(max)}.`;
@@ -103,6 +126,8 @@ export class LivePlot {
   }
 
   draw() {
+    this.dirty = false;
+    if (!this.described) this._describe();
     const canvas = this.canvas;
     const rect = canvas.getBoundingClientRect();
     if (rect.width < 10 || rect.height < 10) return;
@@ -137,9 +162,12 @@ export class LivePlot {
       ctx.fillText(this.column ? `Waiting for values of “${this.column}”…` : "No numeric column yet", W / 2, H / 2);
       return;
     }
+    if (this.mode === "histogram") {
+      this._histogram(ctx, W, H, plotW, plotH, { cText, cGrid, cAxis, cLine });
+      return;
+    }
     let xMin = pts[0][0], xMax = pts[pts.length - 1][0];
-    let yMin = Infinity, yMax = -Infinity;
-    for (const [, y] of pts) { if (y < yMin) yMin = y; if (y > yMax) yMax = y; }
+    let yMin = this.lo, yMax = this.hi;
     if (yMax === yMin) { const pad = Math.abs(yMax) * 0.1 || 1; yMin -= pad; yMax += pad; }
     else { const pad = (yMax - yMin) * 0.06; yMin -= pad; yMax += pad; }
     if (xMax === xMin) { xMin -= 1; xMax += 1; }
@@ -212,5 +240,48 @@ export class LivePlot {
     ctx.fillStyle = cLast;
     ctx.beginPath(); ctx.arc(sx(lx), sy(ly), 4.5, 0, Math.PI * 2); ctx.fill();
     ctx.restore();
+  }
+
+  /** Counts of values in equal-width bins (about √n of them, 5 to 40). */
+  _histogram(ctx, W, H, plotW, plotH, { cText, cGrid, cAxis, cLine }) {
+    const pts = this.points;
+    let lo = Infinity, hi = -Infinity;
+    for (const [, y] of pts) { if (y < lo) lo = y; if (y > hi) hi = y; }
+    if (hi === lo) { hi = lo + 1; }
+    const bins = Math.max(5, Math.min(40, Math.round(Math.sqrt(pts.length))));
+    const counts = new Array(bins).fill(0);
+    for (const [, y] of pts) counts[Math.min(bins - 1, Math.floor(((y - lo) / (hi - lo)) * bins))] += 1;
+    const top = Math.max(...counts);
+    this.canvas.dataset.bins = counts.join(",");
+    const bw = plotW / bins;
+    ctx.strokeStyle = cGrid;
+    ctx.fillStyle = cText;
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    for (const t of ticks(0, top, Math.max(2, Math.floor(plotH / 40)))) {
+      if (!Number.isInteger(t)) continue;
+      const y = Math.round(MARGIN.top + (1 - t / top) * plotH) + 0.5;
+      ctx.beginPath(); ctx.moveTo(MARGIN.left, y); ctx.lineTo(W - MARGIN.right, y); ctx.stroke();
+      ctx.fillText(String(t), MARGIN.left - 6, y);
+    }
+    ctx.fillStyle = cLine;
+    counts.forEach((c, i) => {
+      const h = (c / top) * plotH;
+      ctx.fillRect(MARGIN.left + i * bw + 1, MARGIN.top + plotH - h, Math.max(1, bw - 2), h);
+    });
+    ctx.strokeStyle = cAxis;
+    ctx.beginPath();
+    ctx.moveTo(MARGIN.left + 0.5, MARGIN.top);
+    ctx.lineTo(MARGIN.left + 0.5, MARGIN.top + plotH + 0.5);
+    ctx.lineTo(W - MARGIN.right, MARGIN.top + plotH + 0.5);
+    ctx.stroke();
+    ctx.fillStyle = cText;
+    ctx.textBaseline = "top";
+    ctx.textAlign = "left";
+    ctx.fillText(formatNumber(lo), MARGIN.left, MARGIN.top + plotH + 6);
+    ctx.textAlign = "right";
+    ctx.fillText(formatNumber(hi), W - MARGIN.right, MARGIN.top + plotH + 6);
+    ctx.textBaseline = "bottom";
+    ctx.fillText(`${this.column} (count per bin)`, W - MARGIN.right, H - 2);
   }
 }

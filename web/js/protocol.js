@@ -25,6 +25,7 @@ export const ERROR = Object.freeze({
   "NOT_FOUND": "not_found",
   "CONFLICT": "conflict",
   "BUSY": "busy",
+  "EXPIRED": "expired",
   "EXPERIMENT_ERROR": "experiment_error",
   "STORAGE_UNAVAILABLE": "storage_unavailable",
   "DEVICE_ERROR": "device_error",
@@ -128,5 +129,6 @@ export const COMMAND_ROLE = Object.freeze({
   "list_available_devices": "controller",
   "add_device": "controller",
   "remove_device": "controller",
-  "setup_devices": "controller"
+  "setup_devices": "controller",
+  "clients": "controller"
 });
