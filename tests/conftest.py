@@ -125,7 +125,8 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("server")
     config = ServerConfig(root=make_root(base), port=0, token="test-token-123456",
                           data_dir=base / "data", window={"size": [640, 480], "frame_rate": 60},
-                          client_queue_limit=200)
+                          client_queue_limit=200,
+                          allowed_hosts=["lab-pc.test"])  # a network name test_tls maps to loopback in Chromium
     thread = ServerThread(config)
     with thread as running:
         running.url = thread.url

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .codec import dumps, errors_jsonable
+from .codec import dumps, errors_jsonable, to_jsonable
 from .commands import COMMANDS, REQUEST_MODELS
 from .errors import CloseCode, ErrorCode, ProtocolError
 from .messages import Auth
@@ -130,7 +130,9 @@ class ClientCore:
             except ValidationError as exc:
                 raise ProtocolError(ErrorCode.INVALID_ARGS, f"invalid arguments for {cmd!r}",
                                     errors_jsonable(exc, strip=1), request_id=request_id) from None
-            text = dumps(model)
+            # An envelope field left out stays out (an older server would refuse `"not_after": null`).
+            optional = {name for name in ("not_after",) if getattr(model, name, None) is None}
+            text = model.model_dump_json(exclude=optional or None, fallback=to_jsonable)
         else:
             text = json.dumps({"v": 1, "type": "request", "id": request_id, "cmd": cmd, "args": args})
         self.pending.add(request_id)

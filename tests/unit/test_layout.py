@@ -118,3 +118,9 @@ def test_the_engine_never_imports_the_server_the_wire_or_the_store():
     for name, targets in graph(top_level_only=False).items():
         if name.split(".")[0] == "session":
             assert not {t for t in targets if t.split(".")[0] == "liaison"}, f"{name} imports liaison"
+
+
+def test_test_files_have_unique_names():
+    """Without __init__.py files pytest imports test modules by file name: two of one name break a whole run."""
+    names = [p.name for p in (PROJECT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
