@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import control, records
+from . import control, records, simulate
 from .builder_shim import BuilderSessionShim
 from .capture import CapturedOutput
 from .errors import Busy, Conflict, NotFound, WrongThread
@@ -46,6 +46,8 @@ class RunTicket:
     key: str
     exp_info: dict[str, Any]
     seed: int | None
+    simulate: "simulate.Policy | None" = None  # a dry run: the simulated participant answers
+    manifest_extra: dict[str, Any] = field(default_factory=dict)  # e.g. which plan step this run is
     stop_requested: bool = False
     stop_outcome: str = "stopped"  # "aborted" when the supervisor is gone
 
@@ -267,22 +269,32 @@ class Session:
     # --- running ------------------------------------------------------------------
 
     def prepare_run(self, key: str, exp_info: dict[str, Any] | None = None, *,
-                    seed: int | None = None, run_id: str | None = None) -> RunTicket:
-        """Accept a run (any thread): checks the key and that nothing else runs."""
+                    seed: int | None = None, run_id: str | None = None,
+                    simulate: dict[str, Any] | None = None,
+                    manifest_extra: dict[str, Any] | None = None) -> RunTicket:
+        """Accept a run (any thread): checks the key and that nothing else runs.
+
+        ``simulate`` (a :class:`session.simulate.Policy` as a dict; ``{}`` for
+        its defaults) makes it a dry run; ``manifest_extra`` is merged into
+        the run's manifest.
+        """
         self.experiment(key)
         if exp_info is not None and not isinstance(exp_info, dict):
             raise TypeError("exp_info must be a dict")
+        policy = _policy(simulate)
         with self._lock:
             if self._ticket is not None or self._active is not None:
                 current = (self._active.ticket if self._active else self._ticket)
                 raise Busy(f"run {current.run_id} ({current.key}) is in progress")
-            self._ticket = RunTicket(run_id or new_run_id(key), key, dict(exp_info or {}), seed)
+            self._ticket = RunTicket(run_id or new_run_id(key), key, dict(exp_info or {}), seed, policy,
+                                     dict(manifest_extra or {}))
             self._set_status(STARTING)
             return self._ticket
 
-    def run(self, key: str, exp_info: dict[str, Any] | None = None, *, seed: int | None = None) -> RunResult:
+    def run(self, key: str, exp_info: dict[str, Any] | None = None, *, seed: int | None = None,
+            simulate: dict[str, Any] | None = None) -> RunResult:
         """Run an experiment to its end on this (main) thread and return what happened."""
-        return self.execute(self.prepare_run(key, exp_info, seed=seed))
+        return self.execute(self.prepare_run(key, exp_info, seed=seed, simulate=simulate))
 
     def execute(self, ticket: RunTicket) -> RunResult:
         """Run an accepted ticket (main thread). Failures become a ``failed`` result, not an exception."""
@@ -306,6 +318,7 @@ class Session:
         guard = GcGuard()
         outcome, error, tb = "completed", None, None
         module = None
+        sim = None
         old_cwd = os.getcwd()
         try:
             if ticket.stop_requested:
@@ -313,16 +326,25 @@ class Session:
             experiment = self.experiment(key)
             module = load_module(experiment, self.cache_dir)
             exp_info = self._build_exp_info(module, ticket.exp_info)
+            extra = dict(ticket.manifest_extra)
+            if ticket.simulate is not None:
+                sim = simulate.SimulatedRun(ticket.simulate.with_seed(seed), data_dir, experiment.path, self.time)
+                exp_info["simulated"] = True  # in every row: never mistaken for a participant's data
+                extra.update(sim.manifest())
             active.exp_info = exp_info
             records.start_record(data_dir, run_id=ticket.run_id, key=key, experiment_path=experiment.path,
-                                 root=self.root, script=experiment.script, exp_info=dict(exp_info), seed=seed)
+                                 root=self.root, script=experiment.script, exp_info=dict(exp_info), seed=seed,
+                                 extra=extra)
+            if sim is not None:
+                sim.start(module)
             random.seed(seed)
             import numpy
 
             numpy.random.seed(seed % 2**32)
             this_exp = module.setupData(expInfo=exp_info, dataDir=str(data_dir))
             this_exp.name = key
-            active.this_exp = control.adopt(this_exp, frame_hook=guard.at_frame)
+            active.this_exp = control.adopt(
+                this_exp, frame_hook=sim.frame_hook(guard.at_frame) if sim is not None else guard.at_frame)
             active.guard = guard
             with self._lock:
                 self._active = active
@@ -352,6 +374,8 @@ class Session:
                 outcome, error, tb = ("stopped" if ticket.stop_requested else "completed"), None, None
         finally:
             os.chdir(old_cwd)
+            if sim is not None:
+                sim.stop()
         if outcome in ("completed", "stopped") and ticket.stop_requested:
             outcome = ticket.stop_outcome
         result = self._finish(active, module, outcome, error, tb, seed, guard, run_log)
@@ -437,6 +461,7 @@ class Session:
                     experiment_path=experiment.path if experiment else self.root / ticket.key,
                     root=self.root, script=experiment.script if experiment else None,
                     exp_info=dict(result.exp_info or ticket.exp_info), seed=result.seed,
+                    extra=dict(ticket.manifest_extra),
                 )
             files = sorted(set(result.data_files) | {records.MANIFEST_FILE, records.STATUS_FILE})
             result.data_files = files
@@ -714,9 +739,10 @@ class Session:
         self.queue.run_forever(idle=self.idle, idle_interval=idle_interval)
 
     def submit_run(self, key: str, exp_info: dict[str, Any] | None = None, *,
-                   seed: int | None = None) -> tuple[RunTicket, Future]:
+                   seed: int | None = None, simulate: dict[str, Any] | None = None,
+                   manifest_extra: dict[str, Any] | None = None) -> tuple[RunTicket, Future]:
         """Accept a run from any thread and queue it for the main thread."""
-        ticket = self.prepare_run(key, exp_info, seed=seed)
+        ticket = self.prepare_run(key, exp_info, seed=seed, simulate=simulate, manifest_extra=manifest_extra)
         return ticket, self.queue.submit(self.execute, ticket)
 
 
@@ -738,6 +764,14 @@ def _complete_orphan_row(this_exp) -> None:
     if isinstance(this_exp.extraInfo, dict):
         for name, value in this_exp.extraInfo.items():
             entry.setdefault(name, value)
+
+
+def _policy(values: dict[str, Any] | None) -> "simulate.Policy | None":
+    if values is None:
+        return None
+    if not isinstance(values, dict):
+        raise TypeError("simulate must be a dict of policy settings (or None)")
+    return simulate.Policy.from_dict(values)
 
 
 class _StoppedBeforeStart(Exception):

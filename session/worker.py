@@ -237,6 +237,7 @@ class _ChildServer:
         if method == "start_run":
             ticket, _future = session.submit_run(
                 kwargs["key"], kwargs.get("exp_info"), seed=kwargs.get("seed"),
+                simulate=kwargs.get("simulate"), manifest_extra=kwargs.get("manifest_extra"),
             )
             return {"run_id": ticket.run_id, "key": ticket.key}
         return getattr(session, method)(**kwargs)
