@@ -19,14 +19,15 @@ PROJECT = Path(__file__).resolve().parent.parent
 if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
-from liaison.protocol.schema import markdown_doc, schema_text  # noqa: E402
+from liaison.protocol.schema import markdown_doc, plan_schema_text, schema_text  # noqa: E402
 
 DOCS = PROJECT / "docs"
 
 
 def outputs(docs: Path = DOCS) -> dict[Path, str]:
     """Each generated file and the text it should hold."""
-    return {docs / "protocol.md": markdown_doc(), docs / "protocol.schema.json": schema_text()}
+    return {docs / "protocol.md": markdown_doc(), docs / "protocol.schema.json": schema_text(),
+            docs / "plan.schema.json": plan_schema_text()}
 
 
 def main(argv: list[str] | None = None, docs: Path = DOCS) -> int:

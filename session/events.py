@@ -162,11 +162,25 @@ class TrialsChanged(Event):
     n: int
 
 
+@dataclass(kw_only=True, slots=True)
+class PlanChanged(Event):
+    """A session plan moved on: its status, the step it is at, and what just happened."""
+
+    type: ClassVar[str] = "plan_changed"
+    plan_id: str
+    name: str
+    status: str
+    cursor: int
+    steps: int
+    step: dict[str, Any] | None = None
+    message: str = ""
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
         ExperimentAdded, StatusChanged, RunStarted, RunPaused, RunResumed, RunStopping,
-        RunFinished, RunFailed, RunRecovered, ExpInfoChanged, DataRows, DataAdded, Annotated, TrialsChanged,
+        RunFinished, RunFailed, RunRecovered, ExpInfoChanged, DataRows, DataAdded, Annotated, TrialsChanged, PlanChanged,
     )
 }
 

@@ -740,9 +740,11 @@ class Session:
 
     def submit_run(self, key: str, exp_info: dict[str, Any] | None = None, *,
                    seed: int | None = None, simulate: dict[str, Any] | None = None,
-                   manifest_extra: dict[str, Any] | None = None) -> tuple[RunTicket, Future]:
+                   manifest_extra: dict[str, Any] | None = None,
+                   run_id: str | None = None) -> tuple[RunTicket, Future]:
         """Accept a run from any thread and queue it for the main thread."""
-        ticket = self.prepare_run(key, exp_info, seed=seed, simulate=simulate, manifest_extra=manifest_extra)
+        ticket = self.prepare_run(key, exp_info, seed=seed, simulate=simulate, manifest_extra=manifest_extra,
+                                  run_id=run_id)
         return ticket, self.queue.submit(self.execute, ticket)
 
 

@@ -238,6 +238,7 @@ class _ChildServer:
             ticket, _future = session.submit_run(
                 kwargs["key"], kwargs.get("exp_info"), seed=kwargs.get("seed"),
                 simulate=kwargs.get("simulate"), manifest_extra=kwargs.get("manifest_extra"),
+                run_id=kwargs.get("run_id"),
             )
             return {"run_id": ticket.run_id, "key": ticket.key}
         return getattr(session, method)(**kwargs)

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from .messages import Envelope, RequestId, _require_envelope
+from .simulation import SimulationPolicy
 
 
 class Topic(str, Enum):
@@ -29,6 +30,7 @@ class Topic(str, Enum):
     ANNOTATIONS = "annotations"
     EXPERIMENTS = "experiments"
     TRIALS = "trials"
+    PLANS = "plans"
     ALL = "all"
 
     def __str__(self) -> str:
@@ -50,6 +52,7 @@ TOPIC_OF_EVENT: dict[str, Topic] = {
     "data_added": Topic.DATA,
     "annotation": Topic.ANNOTATIONS,
     "trials_changed": Topic.TRIALS,
+    "plan_changed": Topic.PLANS,
 }
 
 # --- value types ------------------------------------------------------------------------------
@@ -127,6 +130,9 @@ class RunArgs(CommandArgs):
         "values are JSON scalars or lists of scalars."))
     seed: Optional[Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]] = Field(
         None, description="Random seed for the run; null picks one (recorded in the run's data).")
+    simulate: Optional[SimulationPolicy] = Field(None, description=(
+        "Make this a dry run: a simulated participant answers the experiment's response components "
+        "with this policy (`{}` for the defaults). The run is marked simulated everywhere."))
 
 
 class PauseArgs(CommandArgs):
@@ -239,6 +245,8 @@ class GetRunArgs(CommandArgs):
     run_id: Name = Field(description="The run's id.")
 
 
+from .plans import PLAN_COMMANDS, PLAN_OBSERVER_COMMANDS  # noqa: E402 - needs CommandArgs
+
 COMMANDS: dict[str, type[CommandArgs]] = {
     "ping": PingArgs,
     "state": StateArgs,
@@ -262,11 +270,12 @@ COMMANDS: dict[str, type[CommandArgs]] = {
     "replay": ReplayArgs,
     "list_runs": ListRunsArgs,
     "get_run": GetRunArgs,
+    **PLAN_COMMANDS,
 }
 
 OBSERVER_COMMANDS: frozenset[str] = frozenset({
     "ping", "state", "list_experiments", "get_exp_info", "trials", "subscribe", "unsubscribe",
-    "replay", "list_runs", "get_run",
+    "replay", "list_runs", "get_run", *PLAN_OBSERVER_COMMANDS,
 })
 CONTROLLER_COMMANDS: frozenset[str] = frozenset(COMMANDS) - OBSERVER_COMMANDS
 

@@ -193,6 +193,7 @@ EVENT_NOTES: dict[str, str] = {
     "exp_info_changed": "The experiment info (participant, session, ...) was updated.",
     "data_added": "A value was added to the run's data with `add_data`.",
     "annotation": "A free-text note was added with `annotate`.",
+    "plan_changed": "A session plan started, moved to another step, paused, waited, or ended.",
 }
 
 FIELD_NOTES: dict[str, str] = {
@@ -222,6 +223,13 @@ FIELD_NOTES: dict[str, str] = {
     "run_failed.rows": "Rows of data saved before the failure.",
     "run_recovered.rows": "Rows found in the journal and written to the recovered CSV.",
     "reason": "Why the run was interrupted.",
+    "plan_id": "Id of the plan.",
+    "plan_changed.name": "The plan's name.",
+    "plan_changed.status": "running, pausing, paused, resting, waiting, stopped, finished or cancelled.",
+    "cursor": "Index of the step the plan is at (equals `steps` when it has ended).",
+    "steps": "Number of steps (runs and breaks) in the plan.",
+    "step": "The step at `cursor` (kind, participant, key, status, attempts...), or null.",
+    "message": "What just happened, in words.",
     "damage": "What was wrong with the journal, if anything (a torn last write, ...).",
     "data_rows.rows": "New rows (one object per completed trial) since the previous `data_rows`.",
 }

@@ -30,6 +30,7 @@ from session.recovery import rebuild_run, recover
 from session.worker import WorkerConfig, WorkerHost
 
 from .. import __version__
+from ..plans.runner import PlanService
 from ..protocol import OBSERVER_COMMANDS, CloseCode
 from .config import ServerConfig
 from .connection import ClientConnection
@@ -60,6 +61,7 @@ class LiaisonServer:
         self.recovery = None
         self._command_rows: list[tuple] = []  # reads, journalled together at the end of the loop turn
         self.dispatcher = Dispatcher(self)
+        self.plans = PlanService(self)  # session plans: a journalled queue of runs
         self.connections: set[ClientConnection] = set()
         self.hub: Hub | None = None
         self.host: WorkerHost | None = None
@@ -210,6 +212,7 @@ class LiaisonServer:
             publisher=self.publisher, on_exit=self._worker_exited, on_start=self._on_worker_start, loop=self.loop,
         )
         await self.loop.run_in_executor(None, lambda: self.host.start(timeout=180))
+        self.plans.attach()  # resumes a plan a crash or restart interrupted
         gc.collect()
         gc.freeze()  # the server's long-lived objects are never scanned again: shorter pauses on the loop
         if install_signals:

@@ -108,6 +108,8 @@ class Dispatcher:
         """Begin a command; returns a result or an awaitable yielding it."""
         if cmd in WORKER_COMMANDS:
             return self._worker(WORKER_COMMANDS[cmd], **args)
+        if cmd.startswith("plan_"):
+            return self.server.plans.handle(conn, cmd, args)
         handler = getattr(self, f"cmd_{cmd}", None)
         if handler is None:
             raise ProtocolError(ErrorCode.UNKNOWN_COMMAND, f"unknown command {cmd!r}")
@@ -145,8 +147,9 @@ class Dispatcher:
     async def cmd_state(self, conn, **_: Any) -> dict[str, Any]:
         return await self.server.snapshot()
 
-    def cmd_run(self, conn, key: str, exp_info: dict | None = None, seed: int | None = None):
-        return self._worker("start_run", key=key, exp_info=exp_info or {}, seed=seed)
+    def cmd_run(self, conn, key: str, exp_info: dict | None = None, seed: int | None = None,
+                simulate: dict | None = None):
+        return self._worker("start_run", key=key, exp_info=exp_info or {}, seed=seed, simulate=simulate)
 
     def cmd_set_exp_info(self, conn, values: dict[str, Any]):
         return self._worker("update_exp_info", values=values)

@@ -218,10 +218,11 @@ def test_request_model_validate_dispatches_on_cmd():
 
 def test_roles_table():
     assert OBSERVER_COMMANDS == {"ping", "state", "list_experiments", "get_exp_info", "trials", "subscribe",
-                                 "unsubscribe", "replay", "list_runs", "get_run"}
+                                 "unsubscribe", "replay", "list_runs", "get_run", "plan_state"}
     assert CONTROLLER_COMMANDS == set(COMMANDS) - OBSERVER_COMMANDS
     assert {"run", "pause", "resume", "stop", "abort", "set_exp_info", "add_data", "annotate", "skip_trials",
-            "rewind_trials", "setup_window", "add_experiment"} == CONTROLLER_COMMANDS
+            "rewind_trials", "setup_window", "add_experiment", "plan_start", "plan_pause", "plan_continue",
+            "plan_skip", "plan_cancel"} == CONTROLLER_COMMANDS
     assert set(REQUEST_MODELS) == set(COMMANDS)
     defs = json_schema()["$defs"]
     for cmd, model in REQUEST_MODELS.items():
@@ -295,7 +296,8 @@ def test_reply_helpers_and_consistency():
 
 def sample_event(cls: type[session_events.Event]) -> session_events.Event:
     values = {"str": "s", "str | None": None, "int": 3, "float": 0.5, "dict[str, Any]": {"a": (1, 2)},
-              "list[str]": ["f.csv"], "list[dict[str, Any]]": [{"x": float("nan")}], "Any": {"deep": [1]}}
+              "list[str]": ["f.csv"], "list[dict[str, Any]]": [{"x": float("nan")}], "Any": {"deep": [1]},
+              "dict[str, Any] | None": {"kind": "run"}}
     kwargs = {f.name: values[f.type] for f in dataclasses.fields(cls) if f.name not in ("seq", "time")}
     return cls(seq=12, time=1700000000.5, **kwargs)
 

@@ -52,6 +52,7 @@ topics = st.lists(st.sampled_from([t.value for t in Topic]), min_size=1, unique=
 exp_info = st.dictionaries(names, json_scalars | st.lists(json_scalars, max_size=5), max_size=5)
 
 
+
 def optional(strategy):
     return st.none() | strategy
 
@@ -63,11 +64,18 @@ def args_of(**fields: Any):
     return st.fixed_dictionaries(required, optional=maybe)
 
 
+probabilities = st.floats(0, 1)
+policies = args_of(seed=optional(st.integers(0, 2**32 - 1)), p_correct=probabilities, p_miss=probabilities,
+                   rt=st.sampled_from(["lognormal", "fixed"]), rt_mean=st.floats(0.001, 10),
+                   rt_sd=st.floats(0, 10), hold=st.floats(0, 1))  # every field: dumps compare equal
+
+
 ARGS = {
     "ping": st.just({}), "state": st.just({}), "list_experiments": st.just({}), "pause": st.just({}),
     "resume": st.just({}), "stop": st.just({}), "get_exp_info": st.just({}),
     "add_experiment": args_of(path=st.text(min_size=1, max_size=80), key_=optional(names)),
-    "run": args_of(key=names, exp_info_=optional(exp_info), seed_=optional(st.integers(0, 2**32 - 1))),
+    "run": args_of(key=names, exp_info_=optional(exp_info), seed_=optional(st.integers(0, 2**32 - 1)),
+                   simulate_=optional(policies)),
     "abort": args_of(grace_=st.floats(0, 60) | st.integers(0, 60)),
     "set_exp_info": args_of(values=exp_info.filter(bool)),
     "add_data": args_of(name=names, value=json_values.filter(lambda v: depth(v) <= 8)),
@@ -86,6 +94,10 @@ ARGS = {
     "replay": args_of(since=st.integers(0, 2**62)),
     "list_runs": args_of(limit_=st.integers(1, 1000)),
     "get_run": args_of(run_id=names),
+    "plan_start": st.fixed_dictionaries({"toml": st.text(min_size=1, max_size=200)},
+                                        optional={"simulate": optional(policies)}),
+    "plan_pause": st.just({}), "plan_continue": st.just({}), "plan_skip": st.just({}),
+    "plan_cancel": st.just({}), "plan_state": st.just({}),
 }
 
 
