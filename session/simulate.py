@@ -230,13 +230,15 @@ class Simulator:
         self._log = None
         self._patches: list[tuple[Any, str, Any]] = []
         self._sliders: list[tuple[str, Any]] = []
+        self._button_down: tuple[int, int] | None = None  # where the simulated press is still held
         self._next_scan = 0.0
 
     # lifecycle -------------------------------------------------------------------------
     def install(self) -> None:
         """Wrap the input entry points (main thread, before the experiment's ``run``)."""
-        from psychopy import event, visual
+        from psychopy import event
         from psychopy.hardware import keyboard
+        from psychopy.visual.slider import Slider  # not psychopy.visual.Slider: a lazy-import proxy
 
         self._log = open(self.run_dir / RESPONSES_FILE, "a", encoding="utf-8")
         sim = self
@@ -264,7 +266,7 @@ class Simulator:
         self._patch(keyboard.Keyboard, "getKeys", kb_get_keys)
         self._patch(event, "getKeys", event_get_keys)
         self._patch(event.Mouse, "getPressed", get_pressed)
-        self._slider_class = visual.Slider
+        self._slider_class = Slider
 
     def _patch(self, owner, name: str, replacement) -> None:
         self._patches.append((owner, name, owner.__dict__[name]))
@@ -275,6 +277,8 @@ class Simulator:
         while self._patches:
             owner, name, original = self._patches.pop()
             setattr(owner, name, original)
+        if self._button_down is not None:  # leave no button held for the next run
+            self._release_button()
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -413,6 +417,8 @@ class Simulator:
         from psychopy import clock, event
         from psychopy.constants import STARTED
 
+        if self._button_down is not None:  # the press was seen by the previous poll: let go
+            self._release_button()
         status = getattr(mouse, "status", None)
         if status is not None and status != STARTED:
             return
@@ -424,11 +430,6 @@ class Simulator:
             return  # a bare Mouse the experiment reads for its own reasons, not a response component
         episode = self._episode(id(mouse), name, token, now)
         if episode.delivered:
-            if episode.response is not None and not episode.released \
-                    and now - episode.first_seen >= episode.decision.rt + self.policy.hold:
-                x, y = episode.response
-                event._onPygletMouseRelease(x, y, event.LEFT, 0)
-                episode.released = True
             return
         decision = episode.decision
         targets = self._clickables(name, frame)
@@ -447,8 +448,16 @@ class Simulator:
         win_handle = getattr(mouse.win, "winHandle", None)
         x, y = getattr(win_handle, "_mouse_x", 0), getattr(win_handle, "_mouse_y", 0)
         event._onPygletMousePress(x, y, event.LEFT, 0)
+        self._button_down = (x, y)
         episode.response = (x, y)
         self._record(episode, "click", getattr(target, "name", None), decision.rt, correct_names)
+
+    def _release_button(self) -> None:
+        from psychopy import event
+
+        x, y = self._button_down
+        self._button_down = None
+        event._onPygletMouseRelease(x, y, event.LEFT, 0)
 
     def _clickables(self, name: str, frame) -> list:
         text = self.params.get(name, {}).get("clickable", "")

@@ -311,8 +311,13 @@ class AsyncClient:
     async def add_experiment(self, path: str, key: str | None = None) -> dict[str, Any]:
         return await self.request("add_experiment", timeout=180, path=path, key=key)
 
-    async def run(self, key: str, exp_info: dict[str, Any] | None = None, seed: int | None = None) -> AsyncRun:
-        result = await self.request("run", key=key, exp_info=exp_info, seed=seed)
+    async def run(self, key: str, exp_info: dict[str, Any] | None = None, seed: int | None = None,
+                  simulate: dict[str, Any] | bool | None = None) -> AsyncRun:
+        """Start a run; ``simulate`` (a policy dict, or True for the defaults) makes it a dry run."""
+        args: dict[str, Any] = {"key": key, "exp_info": exp_info, "seed": seed}
+        if simulate:
+            args["simulate"] = {} if simulate is True else dict(simulate)
+        result = await self.request("run", **args)
         return AsyncRun(result["run_id"], result.get("key", key), self)
 
     async def pause(self) -> Any:
@@ -362,6 +367,30 @@ class AsyncClient:
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         return await self.request("get_run", run_id=run_id)
+
+    # session plans
+    async def plan_start(self, toml: str | None = None, *, plan: dict[str, Any] | None = None,
+                         simulate: dict[str, Any] | bool | None = None) -> dict[str, Any]:
+        """Start a session plan from its TOML text (or a dict); ``simulate`` dry-runs every run."""
+        args: dict[str, Any] = {"toml": toml, "plan": plan}
+        if simulate:
+            args["simulate"] = {} if simulate is True else dict(simulate)
+        return await self.request("plan_start", timeout=60, **args)
+
+    async def plan_state(self) -> dict[str, Any]:
+        return await self.request("plan_state")
+
+    async def plan_pause(self) -> dict[str, Any]:
+        return await self.request("plan_pause")
+
+    async def plan_continue(self) -> dict[str, Any]:
+        return await self.request("plan_continue")
+
+    async def plan_skip(self) -> dict[str, Any]:
+        return await self.request("plan_skip", timeout=60)
+
+    async def plan_cancel(self) -> dict[str, Any]:
+        return await self.request("plan_cancel", timeout=60)
 
 
 __all__ = ["AsyncClient", "AsyncRun", "Event", "websockets"]

@@ -124,8 +124,10 @@ class Client:
     def request(self, cmd: str, timeout: float | None = None, **args: Any) -> Any:
         return self._call(self._async.request(cmd, timeout, **args))
 
-    def run(self, key: str, exp_info: dict[str, Any] | None = None, seed: int | None = None) -> Run:
-        return Run(self._call(self._async.run(key, exp_info, seed)), self)
+    def run(self, key: str, exp_info: dict[str, Any] | None = None, seed: int | None = None,
+            simulate: dict[str, Any] | bool | None = None) -> Run:
+        """Start a run; ``simulate`` (a policy dict, or True for the defaults) makes it a dry run."""
+        return Run(self._call(self._async.run(key, exp_info, seed, simulate)), self)
 
     def __getattr__(self, name: str):
         method = getattr(AsyncClient, name, None)
