@@ -697,6 +697,7 @@ function updateStatus() {
   $("status-key").textContent = key || "—";
   let runText = shortId(runId);
   if (!active && rec && rec.outcome) runText += ` (${rec.outcome})`;
+  if (rec && rec.exp_info && rec.exp_info.simulated === true) runText += " · DRY RUN (simulated participant)";
   $("status-run").textContent = runId ? runText : "—";
   const rows = runId && app.live.runId === runId ? Math.max(app.live.count, rec ? rec.rows || 0 : 0) : rec ? rec.rows || 0 : 0;
   $("status-rows").textContent = String(rows);
@@ -1052,6 +1053,7 @@ $("run-form").addEventListener("submit", async (ev) => {
   const key = app.selectedKey;
   const args = { key, exp_info: collected.exp_info };
   if (collected.seed !== null) args.seed = collected.seed;
+  if ($("run-dry").checked) args.simulate = {};  // the simulated participant, default policy
   try {
     const result = await command("btn-run", "run", args, `Could not start ${key}`, { timeout: 60000 });
     toast("info", `Started ${key}${result && result.run_id ? ` (run ${result.run_id})` : ""}.`);
