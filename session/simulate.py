@@ -47,6 +47,7 @@ RESPONSES_FILE = "simulated_responses.jsonl"
 MARKER_FILE = "SIMULATED"
 RT_DISTRIBUTIONS = ("lognormal", "fixed")
 DEFAULT_KEY = "space"
+NEVER_PRESSED = frozenset({"escape"})  # quits Builder experiments: a participant would not press it
 SCAN_INTERVAL = 0.05  # s: how often the routine's locals are searched for sliders
 EPISODE_GAP = 0.25  # s: an event.getKeys call site quiet this long starts a new episode
 OWN_FILES = {__file__, str(Path(__file__).with_name("control.py"))}
@@ -232,6 +233,7 @@ class Simulator:
         self._sliders: list[tuple[str, Any]] = []
         self._button_down: tuple[int, int] | None = None  # where the simulated press is still held
         self._next_scan = 0.0
+        self._names: dict[int, str] = {}  # id of a component object -> its name in the experiment
 
     # lifecycle -------------------------------------------------------------------------
     def install(self) -> None:
@@ -253,7 +255,7 @@ class Simulator:
 
         def event_get_keys(keyList=None, modifiers=False, timeStamped=False):
             caller = sys._getframe(1).f_globals.get("__name__", "")
-            if caller != "psychopy.hardware.keyboard":  # the keyboard device polling its backend
+            if caller == "psychopy.event" or not caller.startswith("psychopy."):  # not PsychoPy polling itself
                 sim._event_keys(keyList)
             return original_event(keyList=keyList, modifiers=modifiers, timeStamped=timeStamped)
 
@@ -297,6 +299,14 @@ class Simulator:
                                  if isinstance(value, self._slider_class)]
         for name, slider in self._sliders:
             self._slider(name, slider, now)
+
+    def _component_name(self, frame, component, default: str) -> str:
+        """The experiment's variable name for ``component`` (looked up once per object)."""
+        key = id(component)
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = _name_in(frame, component) or default
+        return name
 
     # episodes --------------------------------------------------------------------------------
     def _episode(self, key: Any, component: str, token: Any, now: float) -> Episode:
@@ -345,7 +355,7 @@ class Simulator:
         now = clock.getTime()
         token = component.keys if isinstance(getattr(component, "keys", None), list) else None
         frame = _caller_frame()
-        name = _name_in(frame, component) or "keyboard"
+        name = self._component_name(frame, component, "keyboard")
         episode = self._episode(id(component), name, token, now)
         if episode.delivered:
             self._release(episode, now)
@@ -425,7 +435,7 @@ class Simulator:
         now = clock.getTime()
         token = mouse.x if isinstance(getattr(mouse, "x", None), list) else None
         frame = _caller_frame()
-        name = _name_in(frame, mouse) or "mouse"
+        name = self._component_name(frame, mouse, "mouse")
         if token is None and name == "mouse" and status is None:
             return  # a bare Mouse the experiment reads for its own reasons, not a response component
         episode = self._episode(id(mouse), name, token, now)
@@ -529,9 +539,12 @@ def _same(response: Any, answer: Any) -> bool:
 
 def _choose_key(key_list, ignore_keys, correct_answer, decision: Decision) -> str | None:
     """The key pressed in this episode, or None for no press."""
-    allowed = [str(k) for k in (key_list or []) if k not in (ignore_keys or [])]
-    if isinstance(allowed, list) and not allowed:
+    if not key_list:
         allowed = [DEFAULT_KEY]
+    else:
+        allowed = [str(k) for k in key_list if k not in (ignore_keys or []) and k not in NEVER_PRESSED]
+        if not allowed:  # the experiment listens for escape only: nothing for a participant to press
+            return None
     no_response_is_correct = correct_answer is not None and str(correct_answer).lower() == "none"
     if no_response_is_correct:  # go/no-go: withholding is the correct answer
         if decision.correct or not decision.respond:
