@@ -325,6 +325,7 @@ class Session:
                 raise _StoppedBeforeStart()
             experiment = self.experiment(key)
             module = load_module(experiment, self.cache_dir)
+            os.chdir(experiment.path.parent)  # as Builder's own chdir(_thisDir): media paths are relative to it
             exp_info = self._build_exp_info(module, ticket.exp_info)
             extra = dict(ticket.manifest_extra)
             if ticket.simulate is not None:

@@ -142,3 +142,11 @@ def test_bad_policies_are_refused_before_the_run(session):
         with pytest.raises(PolicyError):
             session.prepare_run("keys_task", simulate=bad)
     assert session.status == "idle"
+
+
+def test_a_run_opens_media_relative_to_its_own_folder(session):
+    # Builder scripts chdir to their folder on import and open images, sounds and text relative to it;
+    # the compiled module is imported once, so each run must be in its folder (BART's assets/ failed).
+    result = run_bounded(session, "relative_media", seed=1)
+    assert result.outcome == "completed", result.error
+    assert read_csv(run_csv(result.data_dir))[0]["word"] == "hello"
