@@ -231,7 +231,9 @@ class Simulator:
         self._log = None
         self._patches: list[tuple[Any, str, Any]] = []
         self._sliders: list[tuple[str, Any]] = []
-        self._button_down: tuple[int, int] | None = None  # where the simulated press is still held
+        self._button_down: list | None = None  # a simulated press still held: [x, y, when, seen by a poll]
+        self._buttons: list[tuple[str, Any]] = []
+        self._texts: list[tuple[str, Any, Any]] = []  # free-text items of forms
         self._next_scan = 0.0
         self._names: dict[int, str] = {}  # id of a component object -> its name in the experiment
 
@@ -240,6 +242,8 @@ class Simulator:
         """Wrap the input entry points (main thread, before the experiment's ``run``)."""
         from psychopy import event
         from psychopy.hardware import keyboard
+        from psychopy.visual.button import ButtonStim
+        from psychopy.visual.form import Form
         from psychopy.visual.slider import Slider  # not psychopy.visual.Slider: a lazy-import proxy
 
         self._log = open(self.run_dir / RESPONSES_FILE, "a", encoding="utf-8")
@@ -263,12 +267,15 @@ class Simulator:
 
         def get_pressed(this, getTime=False):
             sim._mouse(this)
-            return original_pressed(this, getTime=getTime)
+            pressed = original_pressed(this, getTime=getTime)
+            if sim._button_down is not None:
+                sim._button_down[3] = True  # the experiment has seen the press
+            return pressed
 
         self._patch(keyboard.Keyboard, "getKeys", kb_get_keys)
         self._patch(event, "getKeys", event_get_keys)
         self._patch(event.Mouse, "getPressed", get_pressed)
-        self._slider_class = Slider
+        self._slider_class, self._button_class, self._form_class = Slider, ButtonStim, Form
 
     def _patch(self, owner, name: str, replacement) -> None:
         self._patches.append((owner, name, owner.__dict__[name]))
@@ -287,18 +294,48 @@ class Simulator:
 
     # the status-read hook ---------------------------------------------------------------
     def at_frame(self) -> None:
-        """Between frames (a ``thisExp.status`` read): answer sliders whose time has come."""
+        """Between frames (a ``thisExp.status`` read): answer sliders, forms and buttons whose time has come."""
         from psychopy import clock
+        from psychopy.constants import STARTED
 
         now = clock.getTime()
         if now >= self._next_scan:
             self._next_scan = now + SCAN_INTERVAL
             frame = _caller_frame()
             if frame is not None:
-                self._sliders = [(name, value) for name, value in frame.f_locals.items()
-                                 if isinstance(value, self._slider_class)]
-        for name, slider in self._sliders:
-            self._slider(name, slider, now)
+                self._scan(frame.f_locals)
+        if self._release_due(now):
+            self._release_button()
+        for name, slider, form in self._sliders:
+            if form is None:
+                self._slider(name, slider, now)
+            elif getattr(form, "status", None) == STARTED:  # a form's items: drawn or scrolled out of view
+                self._slider(name, slider, now, require_started=False)
+        for name, button in self._buttons:
+            self._button(name, button, now)
+        for name, box, form in self._texts:
+            if getattr(form, "status", None) == STARTED and not box.text:
+                episode = self._episode(id(box), name, form, now)
+                if not episode.delivered and now - episode.first_seen >= episode.decision.rt:
+                    box.text = "simulated"  # typed text, as its key handler would leave it
+                    self._record(episode, "text", "simulated", episode.decision.rt, None)
+
+    def _scan(self, namespace: dict[str, Any]) -> None:
+        """The routine's response objects: sliders (also inside forms) and buttons."""
+        sliders, buttons, texts = [], [], []
+        for name, value in namespace.items():
+            if isinstance(value, self._slider_class):
+                sliders.append((name, value, None))
+            elif isinstance(value, self._form_class):
+                for index, item in enumerate(getattr(value, "items", None) or []):
+                    control = item.get("responseCtrl") if isinstance(item, dict) else None
+                    if isinstance(control, self._slider_class):
+                        sliders.append((f"{name}.{index}", control, value))
+                    elif control is not None and getattr(control, "editable", False) and hasattr(control, "text"):
+                        texts.append((f"{name}.{index}", control, value))
+            elif isinstance(value, self._button_class):
+                buttons.append((name, value))
+        self._sliders, self._buttons, self._texts = sliders, buttons, texts
 
     def _component_name(self, frame, component, default: str) -> str:
         """The experiment's variable name for ``component`` (looked up once per object)."""
@@ -427,12 +464,12 @@ class Simulator:
         from psychopy import clock, event
         from psychopy.constants import STARTED
 
-        if self._button_down is not None:  # the press was seen by the previous poll: let go
-            self._release_button()
+        now = clock.getTime()
+        if self._release_due(now):
+            self._release_button()  # held for `hold`, and a poll has seen it
         status = getattr(mouse, "status", None)
         if status is not None and status != STARTED:
             return
-        now = clock.getTime()
         token = mouse.x if isinstance(getattr(mouse, "x", None), list) else None
         frame = _caller_frame()
         name = self._component_name(frame, mouse, "mouse")
@@ -458,14 +495,18 @@ class Simulator:
         win_handle = getattr(mouse.win, "winHandle", None)
         x, y = getattr(win_handle, "_mouse_x", 0), getattr(win_handle, "_mouse_y", 0)
         event._onPygletMousePress(x, y, event.LEFT, 0)
-        self._button_down = (x, y)
+        self._button_down = [x, y, now, False]
         episode.response = (x, y)
         self._record(episode, "click", getattr(target, "name", None), decision.rt, correct_names)
+
+    def _release_due(self, now: float) -> bool:
+        down = self._button_down
+        return down is not None and down[3] and now - down[2] >= self.policy.hold
 
     def _release_button(self) -> None:
         from psychopy import event
 
-        x, y = self._button_down
+        x, y, _when, _seen = self._button_down
         self._button_down = None
         event._onPygletMouseRelease(x, y, event.LEFT, 0)
 
@@ -489,10 +530,43 @@ class Simulator:
         return _evaluate(text, frame) if text else None
 
     # sliders --------------------------------------------------------------------------------------
-    def _slider(self, name: str, slider, now: float) -> None:
+    def _button(self, name: str, button, now: float) -> None:
+        """A Builder button: click on it (pointer moved there, pyglet's press handler) at its RT."""
+        from psychopy import event
         from psychopy.constants import STARTED
 
-        if getattr(slider, "status", None) != STARTED or slider.rating is not None:
+        if getattr(button, "status", None) != STARTED or self._button_down is not None:
+            return
+        episode = self._episode(id(button), name, getattr(button, "timesOn", None), now)
+        if episode.delivered:
+            return
+        episode.calls += 1
+        if episode.calls < 2:  # its clock is reset at the onset flip
+            return
+        if not episode.decision.respond:
+            self._record(episode, "button", None, None, None)
+            return
+        clock = getattr(button, "buttonClock", None)
+        elapsed = clock.getTime() if clock is not None else now - episode.first_seen
+        if elapsed < episode.decision.rt:
+            return
+        mouse = getattr(button, "listener", None)
+        if mouse is None or not hasattr(mouse, "setPos"):
+            return
+        try:
+            mouse.setPos(_pos_in_window_units(button, mouse.win))
+        except Exception:  # noqa: BLE001 - click where the pointer is
+            pass
+        handle = getattr(mouse.win, "winHandle", None)
+        x, y = getattr(handle, "_mouse_x", 0), getattr(handle, "_mouse_y", 0)
+        event._onPygletMousePress(x, y, event.LEFT, 0)
+        self._button_down = [x, y, now, False]
+        self._record(episode, "button", name, episode.decision.rt, None)
+
+    def _slider(self, name: str, slider, now: float, require_started: bool = True) -> None:
+        from psychopy.constants import STARTED
+
+        if slider.rating is not None or (require_started and getattr(slider, "status", None) != STARTED):
             return
         episode = self._episode(id(slider), name, slider.history, now)
         if episode.delivered:
