@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -78,10 +79,44 @@ def scored(run_dir: Path) -> dict:
     return out
 
 
+def survey_one(index: int, source: Path, tmp: Path, timeout: float) -> dict:
+    """Copy one experiment's folder, dry-run it in a child process, and describe what happened."""
+    name = str(source.relative_to(demo_root())) if demo_root() in source.parents \
+        else "examples/" + str(source.relative_to(PROJECT / "examples"))
+    copy = tmp / f"demo{index}"
+    shutil.copytree(source.parent, copy, ignore=shutil.ignore_patterns("data", "__pycache__"))
+    data_dir = tmp / f"data{index}"
+    started = time.monotonic()
+    try:
+        child = subprocess.run([sys.executable, __file__, "--child", str(copy / source.name), str(data_dir)],
+                               capture_output=True, text=True, timeout=timeout, cwd=PROJECT)
+        lines = [ln for ln in child.stdout.splitlines() if ln.startswith("RESULT ")]
+        if lines:
+            entry = json.loads(lines[-1][len("RESULT "):])
+            entry.update(scored(Path(entry.pop("data_dir"))))
+        else:
+            tail = (child.stderr or "").strip().splitlines()[-3:]
+            entry = {"outcome": "crashed", "error": " | ".join(tail)}
+    except subprocess.TimeoutExpired:  # subprocess.run has killed it
+        entry = {"outcome": "timeout", "error": f"did not end within {timeout:g} s"}
+        runs = sorted((data_dir / "runs").glob("*")) if (data_dir / "runs").exists() else []
+        if runs:
+            entry.update(scored(runs[-1]))
+    entry["demo"] = name
+    entry["wall_seconds"] = round(time.monotonic() - started, 1)
+    if any("7105" in log.read_text(errors="replace") for log in data_dir.rglob("*.log")):
+        entry["alerts"] = ["7105 (a component from a plugin that is not installed)"]
+    print(f"{entry['outcome']:<10} {entry.get('rows', '-'):>5} rows {entry.get('responses', '-'):>5} resp "
+          f"acc {entry.get('data_accuracy', '-')!s:>6} {entry['wall_seconds']:>6.1f}s  {name}  "
+          f"{(entry.get('error') or '')[:160]}", flush=True)
+    return entry
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=150)
     parser.add_argument("--only", nargs="*", help="substrings of the demo paths to run")
+    parser.add_argument("--jobs", type=int, default=2, help="experiments run at once")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -91,45 +126,11 @@ def main() -> int:
         + [PROJECT / "examples" / "rt_demo" / "rt_demo.py"]
     if args.only:
         sources = [s for s in sources if any(o in str(s) for o in args.only)]
-    results = []
     with tempfile.TemporaryDirectory(prefix="liaison-demos-") as tmp:
-        for index, source in enumerate(sources):
-            name = str(source.relative_to(demo_root())) if demo_root() in source.parents \
-                else "examples/" + str(source.relative_to(PROJECT / "examples"))
-            copy = Path(tmp) / f"demo{index}"
-            shutil.copytree(source.parent, copy, ignore=shutil.ignore_patterns("data", "__pycache__"))
-            data_dir = Path(tmp) / f"data{index}"
-            started = time.monotonic()
-            try:
-                child = subprocess.run([sys.executable, __file__, "--child", str(copy / source.name), str(data_dir)],
-                                       capture_output=True, text=True, timeout=args.timeout, cwd=PROJECT)
-                lines = [ln for ln in child.stdout.splitlines() if ln.startswith("RESULT ")]
-                if lines:
-                    entry = json.loads(lines[-1][len("RESULT "):])
-                    entry.update(scored(Path(entry.pop("data_dir"))))
-                else:
-                    tail = (child.stderr or "").strip().splitlines()[-3:]
-                    entry = {"outcome": "crashed", "error": " | ".join(tail)}
-            except subprocess.TimeoutExpired as exc:
-                entry = {"outcome": "timeout", "error": f"did not end within {args.timeout:g} s"}
-                runs = sorted((data_dir / "runs").glob("*")) if (data_dir / "runs").exists() else []
-                if runs:
-                    entry.update(scored(runs[-1]))
-                del exc
-            entry["demo"] = name
-            entry["wall_seconds"] = round(time.monotonic() - started, 1)
-            compiled = sorted(data_dir.rglob("*.log"))
-            alerts = set()
-            for log in compiled:
-                text = log.read_text(errors="replace")
-                if "7105" in text:
-                    alerts.add("7105 (plugin component missing)")
-            if alerts:
-                entry["alerts"] = sorted(alerts)
-            results.append(entry)
-            print(f"{entry['outcome']:<10} {entry.get('rows', '-'):>5} rows {entry.get('responses', '-'):>5} resp "
-                  f"acc {entry.get('data_accuracy', '-')!s:>6} {entry['wall_seconds']:>6.1f}s  {name}  "
-                  f"{(entry.get('error') or '')[:120]}", flush=True)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            jobs = [pool.submit(survey_one, index, source, Path(tmp), args.timeout)
+                    for index, source in enumerate(sources)]
+            results = [job.result() for job in jobs]
     out = PROJECT / "artifacts" / "dry_run_demos.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"policy": POLICY, "results": results}, indent=2) + "\n")
