@@ -323,7 +323,12 @@ class Simulator:
     def _scan(self, namespace: dict[str, Any]) -> None:
         """The routine's response objects: sliders (also inside forms) and buttons."""
         sliders, buttons, texts = [], [], []
-        for name, value in namespace.items():
+        seen: set[int] = set()
+        # Builder's own names first: "thisComponent" (its loop over components) is an alias
+        for name, value in sorted(namespace.items(), key=lambda item: item[0].startswith("this")):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
             if isinstance(value, self._slider_class):
                 sliders.append((name, value, None))
             elif isinstance(value, self._form_class):
