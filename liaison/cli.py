@@ -17,6 +17,8 @@ from typing import Any, List, Optional
 
 import typer
 
+from .cli_plans import SIM_HELP, plan_app, policy_from_options
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0].replace("``", ""),
                   context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -272,6 +274,8 @@ def run_command(
     key: str = typer.Argument(..., help="Experiment key (see `liaison experiments`)."),
     exp_info: List[str] = typer.Option([], "--exp-info", "-i", help="expInfo entry key=value (repeatable)."),
     seed: Optional[int] = typer.Option(None, help="Random seed for the run."),
+    simulate: bool = typer.Option(False, "--simulate", help="Dry run: a simulated participant responds."),
+    sim: List[str] = typer.Option([], "--sim", help=SIM_HELP),
     token: Optional[str] = typer.Option(None, envvar="LIAISON_TOKEN", help=TOKEN_HELP),
     fingerprint: Optional[str] = typer.Option(None, envvar="LIAISON_FINGERPRINT", help=FINGERPRINT_HELP,
                                               callback=lambda v: checked_fingerprint(v)),
@@ -283,10 +287,11 @@ def run_command(
     from .client import Client, LiaisonError
 
     values = parse_pairs(exp_info, "--exp-info")
+    policy = policy_from_options(simulate, sim)
     try:
         with Client(url, token, name="liaison-cli", fingerprint=fingerprint, ca_file=ca_file) as client:
-            run = client.run(key, values, seed)
-            typer.echo(f"run {run.run_id} of {key} started")
+            run = client.run(key, values, seed, simulate=policy)
+            typer.echo(f"run {run.run_id} of {key} started" + (" (dry run: simulated participant)" if policy else ""))
             rows = 0
             for event in client.events(timeout=timeout):
                 if event.run_id != run.run_id:
@@ -631,6 +636,9 @@ def fleet(
     from .fleet.cli import run_fleet
 
     run_fleet(config, store, port, log_level, fail)
+
+
+app.add_typer(plan_app, name="plan")
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
 from liaison.protocol.jsconst import js_constants  # noqa: E402
-from liaison.protocol.schema import markdown_doc, schema_text  # noqa: E402
+from liaison.protocol.schema import markdown_doc, plan_schema_text, schema_text  # noqa: E402
 
 DOCS = PROJECT / "docs"
 WEB_JS = PROJECT / "web" / "js"
@@ -30,7 +30,7 @@ def outputs(docs: Path = DOCS, web_js: Path | None = None) -> dict[Path, str]:
     """Each generated file and the text it should hold."""
     web_js = web_js or (WEB_JS if docs == DOCS else docs)
     return {docs / "protocol.md": markdown_doc(), docs / "protocol.schema.json": schema_text(),
-            web_js / "protocol.js": js_constants()}
+            docs / "plan.schema.json": plan_schema_text(), web_js / "protocol.js": js_constants()}
 
 
 def main(argv: list[str] | None = None, docs: Path = DOCS) -> int:

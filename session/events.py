@@ -233,6 +233,20 @@ class HardwareResponse(Event):
     run_id: str | None = None
 
 
+@dataclass(kw_only=True, slots=True)
+class PlanChanged(Event):
+    """A session plan moved on: its status, the step it is at, and what just happened."""
+
+    type: ClassVar[str] = "plan_changed"
+    plan_id: str
+    name: str
+    status: str
+    cursor: int
+    steps: int
+    step: dict[str, Any] | None = None
+    message: str = ""
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.type: cls
     for cls in (
@@ -240,6 +254,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RunFinished, RunFailed, RunTiming, RunRecovered, ExpInfoChanged, DataRows, DataAdded, Annotated, TrialsChanged,
         PluginError,
         HardwareResponse,
+        PlanChanged,
     )
 }
 

@@ -163,7 +163,10 @@ def environment() -> dict[str, Any]:
 def start_record(run_dir: Path, *, run_id: str, key: str, experiment_path: Path, root: Path,
                  script: Path | None, exp_info: dict[str, Any], seed: int,
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write ``RUNNING`` and the manifest before the experiment starts (off the frame loop)."""
+    """Write ``RUNNING`` and the manifest before the experiment starts (off the frame loop).
+
+    ``extra`` (e.g. ``simulated``, ``plan``) is merged into the manifest.
+    """
     manifest = {
         "run_id": run_id,
         "experiment": {
@@ -185,6 +188,7 @@ def start_record(run_dir: Path, *, run_id: str, key: str, experiment_path: Path,
         "rows": 0,
         "data_files": [],
         "error": None,
+        "simulated": False,
         **(extra or {}),
     }
     write_manifest(run_dir, manifest)

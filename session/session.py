@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import clock as session_clock
-from . import control, priority, records
+from . import control, priority, records, simulate
 from .builder_shim import BuilderSessionShim
 from .capture import CapturedOutput
 from .errors import Busy, Conflict, NotFound, WrongThread
@@ -58,6 +58,8 @@ class RunTicket:
     key: str
     exp_info: dict[str, Any]
     seed: int | None
+    simulate: "simulate.Policy | None" = None  # a dry run: the simulated participant answers
+    manifest_extra: dict[str, Any] = field(default_factory=dict)  # e.g. which plan step this run is
     stop_requested: bool = False
     stop_outcome: str = "stopped"  # "aborted" when the supervisor is gone
 
@@ -372,8 +374,15 @@ class Session:
     # --- running ------------------------------------------------------------------
 
     def prepare_run(self, key: str, exp_info: dict[str, Any] | None = None, *,
-                    seed: int | None = None, run_id: str | None = None) -> RunTicket:
-        """Accept a run (any thread): checks the key, the experiment's problems and that nothing else runs."""
+                    seed: int | None = None, run_id: str | None = None,
+                    simulate: dict[str, Any] | None = None,
+                    manifest_extra: dict[str, Any] | None = None) -> RunTicket:
+        """Accept a run (any thread): checks the key, the experiment's problems and that nothing else runs.
+
+        ``simulate`` (a :class:`session.simulate.Policy` as a dict; ``{}`` for
+        its defaults) makes it a dry run; ``manifest_extra`` is merged into
+        the run's manifest.
+        """
         experiment = self.experiment(key)
         if self._ticket is None and self._active is None:  # inspecting compiles: never beside a run
             problems = self.readiness(experiment, inspect_now=True)["problems"]
@@ -381,17 +390,20 @@ class Session:
                 raise ExperimentProblems(key, problems)
         if exp_info is not None and not isinstance(exp_info, dict):
             raise TypeError("exp_info must be a dict")
+        policy = _policy(simulate)
         with self._lock:
             if self._ticket is not None or self._active is not None:
                 current = (self._active.ticket if self._active else self._ticket)
                 raise Busy(f"run {current.run_id} ({current.key}) is in progress")
-            self._ticket = RunTicket(run_id or new_run_id(key), key, dict(exp_info or {}), seed)
+            self._ticket = RunTicket(run_id or new_run_id(key), key, dict(exp_info or {}), seed, policy,
+                                     dict(manifest_extra or {}))
             self._set_status(STARTING)
             return self._ticket
 
-    def run(self, key: str, exp_info: dict[str, Any] | None = None, *, seed: int | None = None) -> RunResult:
+    def run(self, key: str, exp_info: dict[str, Any] | None = None, *, seed: int | None = None,
+            simulate: dict[str, Any] | None = None) -> RunResult:
         """Run an experiment to its end on this (main) thread and return what happened."""
-        return self.execute(self.prepare_run(key, exp_info, seed=seed))
+        return self.execute(self.prepare_run(key, exp_info, seed=seed, simulate=simulate))
 
     def execute(self, ticket: RunTicket) -> RunResult:
         """Run an accepted ticket (main thread). Failures become a ``failed`` result, not an exception."""
@@ -422,18 +434,26 @@ class Session:
         guard = GcGuard()
         outcome, error, tb = "completed", None, None
         module = None
+        sim = None
         try:
             if ticket.stop_requested:
                 raise _StoppedBeforeStart()
             experiment = self.experiment(key)
             module = load_module(experiment, self.cache_dir, self.root)
             exp_info = self._build_exp_info(module, ticket.exp_info)
+            extra = dict(ticket.manifest_extra)
+            if ticket.simulate is not None:
+                sim = simulate.SimulatedRun(ticket.simulate.with_seed(seed), data_dir, experiment.path, self.time)
+                exp_info["simulated"] = True  # in every row: never mistaken for a participant's data
+                extra.update(sim.manifest())
             active.exp_info = exp_info
             manifest = records.start_record(
                 data_dir, run_id=ticket.run_id, key=key, experiment_path=experiment.path, root=self.root,
                 script=experiment.script, exp_info=dict(exp_info), seed=seed,
-                extra={"priority": priority.report()})
+                extra={"priority": priority.report(), **extra})
             records.update_manifest(data_dir, clock=session_clock.describe(self.clock_format))
+            if sim is not None:
+                sim.start(module)
             random.seed(seed)
             import numpy
 
@@ -444,7 +464,8 @@ class Session:
             if moved:
                 logging.warning(f"liaison: data file {moved!r} lay outside the run folder; saving as "
                                 f"{this_exp.dataFileName!r}")
-            active.this_exp = control.adopt(this_exp, frame_hook=guard.at_frame)
+            active.this_exp = control.adopt(
+                this_exp, frame_hook=sim.frame_hook(guard.at_frame) if sim is not None else guard.at_frame)
             active.guard = guard
             with self._lock:
                 self._active = active
@@ -482,6 +503,9 @@ class Session:
                     outcome, error, tb = ("stopped" if ticket.stop_requested else "completed"), None, None
                 else:
                     error = exit_error
+        finally:
+            if sim is not None:
+                sim.stop()  # the simulated participant answers nothing after the run
         if outcome in ("completed", "stopped") and ticket.stop_requested:
             outcome = ticket.stop_outcome
         result = self._finish(active, module, outcome, error, tb, seed, guard, run_log)
@@ -582,6 +606,7 @@ class Session:
                     experiment_path=experiment.path if experiment else self.root / ticket.key,
                     root=self.root, script=experiment.script if experiment else None,
                     exp_info=dict(result.exp_info or ticket.exp_info), seed=result.seed,
+                    extra=dict(ticket.manifest_extra),
                 )
             files = sorted(set(result.data_files) | {records.MANIFEST_FILE, records.STATUS_FILE})
             result.data_files = files
@@ -892,9 +917,12 @@ class Session:
         self.queue.run_forever(idle=self.idle, idle_interval=idle_interval)
 
     def submit_run(self, key: str, exp_info: dict[str, Any] | None = None, *,
-                   seed: int | None = None) -> tuple[RunTicket, Future]:
+                   seed: int | None = None, simulate: dict[str, Any] | None = None,
+                   manifest_extra: dict[str, Any] | None = None,
+                   run_id: str | None = None) -> tuple[RunTicket, Future]:
         """Accept a run from any thread and queue it for the main thread."""
-        ticket = self.prepare_run(key, exp_info, seed=seed)
+        ticket = self.prepare_run(key, exp_info, seed=seed, simulate=simulate, manifest_extra=manifest_extra,
+                                  run_id=run_id)
         return ticket, self.queue.submit(self.execute, ticket)
 
 
@@ -916,6 +944,14 @@ def _complete_orphan_row(this_exp) -> None:
     if isinstance(this_exp.extraInfo, dict):
         for name, value in this_exp.extraInfo.items():
             entry.setdefault(name, value)
+
+
+def _policy(values: dict[str, Any] | None) -> "simulate.Policy | None":
+    if values is None:
+        return None
+    if not isinstance(values, dict):
+        raise TypeError("simulate must be a dict of policy settings (or None)")
+    return simulate.Policy.from_dict(values)
 
 
 class _StoppedBeforeStart(Exception):

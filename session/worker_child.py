@@ -187,6 +187,8 @@ class WorkerChild:
         if method == "start_run":
             ticket, _future = session.submit_run(
                 kwargs["key"], kwargs.get("exp_info"), seed=kwargs.get("seed"),
+                simulate=kwargs.get("simulate"), manifest_extra=kwargs.get("manifest_extra"),
+                run_id=kwargs.get("run_id"),
             )
             # The host knows of the run from here on: an abort works even if setup hangs.
             return {"run_id": ticket.run_id, "key": ticket.key,

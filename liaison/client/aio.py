@@ -369,12 +369,17 @@ class AsyncClient:
         """
         return ExperimentInfo.model_validate(await self.request("add_experiment", timeout=180, path=path, key=key))
 
-    async def run(self, key: str, exp_info: dict[str, Any] | None = None, seed: int | None = None) -> AsyncRun:
+    async def run(self, key: str, exp_info: dict[str, Any] | None = None, seed: int | None = None,
+                  simulate: dict[str, Any] | bool | None = None) -> AsyncRun:
         """Start a run of ``key``; its events collect on the returned :class:`AsyncRun`.
 
-        Raises NotFound, Busy (another run is on) or StorageUnavailable.
+        ``simulate`` (a policy dict, or True for the defaults) makes it a dry run: a simulated
+        participant answers. Raises NotFound, Busy (another run is on) or StorageUnavailable.
         """
-        accepted = RunAccepted.model_validate(await self.request("run", key=key, exp_info=exp_info, seed=seed))
+        args: dict[str, Any] = {"key": key, "exp_info": exp_info, "seed": seed}
+        if simulate:
+            args["simulate"] = {} if simulate is True else dict(simulate)
+        accepted = RunAccepted.model_validate(await self.request("run", **args))
         return AsyncRun(accepted.run_id, accepted.key, self)
 
     async def pause(self) -> Any:
@@ -475,6 +480,30 @@ class AsyncClient:
 
     async def setup_devices(self, key: str) -> list[str]:
         return await self.request("setup_devices", key=key)
+
+    # session plans
+    async def plan_start(self, toml: str | None = None, *, plan: dict[str, Any] | None = None,
+                         simulate: dict[str, Any] | bool | None = None) -> dict[str, Any]:
+        """Start a session plan from its TOML text (or a dict); ``simulate`` dry-runs every run."""
+        args: dict[str, Any] = {"toml": toml, "plan": plan}
+        if simulate:
+            args["simulate"] = {} if simulate is True else dict(simulate)
+        return await self.request("plan_start", timeout=60, **args)
+
+    async def plan_state(self) -> dict[str, Any]:
+        return await self.request("plan_state")
+
+    async def plan_pause(self) -> dict[str, Any]:
+        return await self.request("plan_pause")
+
+    async def plan_continue(self) -> dict[str, Any]:
+        return await self.request("plan_continue")
+
+    async def plan_skip(self) -> dict[str, Any]:
+        return await self.request("plan_skip", timeout=60)
+
+    async def plan_cancel(self) -> dict[str, Any]:
+        return await self.request("plan_cancel", timeout=60)
 
 
 __all__ = ["AsyncClient", "AsyncRun", "Event"]

@@ -169,12 +169,14 @@ class Client:
         """
         return self._call(self._async.add_experiment(path, key))
 
-    def run(self, key: str, exp_info: dict[str, Any] | None = None, seed: int | None = None) -> Run:
+    def run(self, key: str, exp_info: dict[str, Any] | None = None, seed: int | None = None,
+            simulate: dict[str, Any] | bool | None = None) -> Run:
         """Block until the server accepts a run of ``key``; its events collect on the returned :class:`Run`.
 
-        Raises NotFound, Busy (another run is on) or StorageUnavailable.
+        ``simulate`` (a policy dict, or True for the defaults) makes it a dry run. Raises NotFound,
+        Busy (another run is on) or StorageUnavailable.
         """
-        return Run(self._call(self._async.run(key, exp_info, seed)), self)
+        return Run(self._call(self._async.run(key, exp_info, seed, simulate)), self)
 
     def pause(self) -> Any:
         """Block until the running experiment has paused at its next frame; raises Conflict if none runs."""
@@ -271,3 +273,29 @@ class Client:
     def get_run(self, run_id: str) -> RunRecord:
         """Block for one run's record; raises NotFound for an unknown ``run_id``."""
         return self._call(self._async.get_run(run_id))
+
+    # session plans (see README "Session plans") -----------------------------------------
+    def plan_start(self, toml: str | None = None, *, plan: dict[str, Any] | None = None,
+                   simulate: dict[str, Any] | bool | None = None) -> dict[str, Any]:
+        """Start a session plan from its TOML text (or a dict); ``simulate`` dry-runs every run."""
+        return self._call(self._async.plan_start(toml, plan=plan, simulate=simulate))
+
+    def plan_state(self) -> dict[str, Any]:
+        """The plan's state: status, cursor, steps, per-participant progress."""
+        return self._call(self._async.plan_state())
+
+    def plan_pause(self) -> dict[str, Any]:
+        """Pause the plan after the run in progress."""
+        return self._call(self._async.plan_pause())
+
+    def plan_continue(self) -> dict[str, Any]:
+        """Continue a paused plan (or one waiting at a break)."""
+        return self._call(self._async.plan_continue())
+
+    def plan_skip(self) -> dict[str, Any]:
+        """Skip the plan's current step."""
+        return self._call(self._async.plan_skip())
+
+    def plan_cancel(self) -> dict[str, Any]:
+        """Cancel the plan (the run in progress is stopped)."""
+        return self._call(self._async.plan_cancel())

@@ -16,7 +16,9 @@ from pydantic import (
     StrictInt, StrictStr, TypeAdapter, create_model,
 )
 
+from .args import CommandArgs
 from .messages import Envelope, RequestId, _require_envelope
+from .simulation import SimulationPolicy
 
 
 class Topic(str, Enum):
@@ -31,6 +33,7 @@ class Topic(str, Enum):
     TRIALS = "trials"
     HARDWARE = "hardware"
     TIMING = "timing"
+    PLANS = "plans"
     ALL = "all"
 
     def __str__(self) -> str:
@@ -55,6 +58,7 @@ TOPIC_OF_EVENT: dict[str, Topic] = {
     "plugin_error": Topic.STATUS,
     "hardware_response": Topic.HARDWARE,
     "run_timing": Topic.TIMING,
+    "plan_changed": Topic.PLANS,
 }
 
 # High-volume topics that `all` does not include: a client subscribes to them by name.
@@ -103,12 +107,6 @@ Topics = Annotated[list[Topic], Field(min_length=1, max_length=32), AfterValidat
 # --- args models ------------------------------------------------------------------------------
 
 
-class CommandArgs(BaseModel):
-    """Base of every command's ``args``: unknown fields are errors, not ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
 class PingArgs(CommandArgs):
     """Check the connection; the result has the server time, the newest event `seq` and how many clients are connected."""
 
@@ -143,6 +141,9 @@ class RunArgs(CommandArgs):
         "values are JSON scalars or lists of scalars."))
     seed: Optional[Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]] = Field(
         None, description="Random seed for the run; null picks one (recorded in the run's data).")
+    simulate: Optional[SimulationPolicy] = Field(None, description=(
+        "Make this a dry run: a simulated participant answers the experiment's response components "
+        "with this policy (`{}` for the defaults). The run is marked simulated everywhere."))
 
 
 class PauseArgs(CommandArgs):
@@ -307,6 +308,7 @@ class GetRunArgs(CommandArgs):
 class ClientsArgs(CommandArgs):
     """Who is connected (controllers only): each client's id, name, role and connection time (Unix seconds)."""
 
+from .plans import PLAN_COMMANDS, PLAN_OBSERVER_COMMANDS  # noqa: E402 - the plan commands, defined with their models
 
 COMMANDS: dict[str, type[CommandArgs]] = {
     "ping": PingArgs,
@@ -339,11 +341,12 @@ COMMANDS: dict[str, type[CommandArgs]] = {
     "remove_device": RemoveDeviceArgs,
     "setup_devices": SetupDevicesArgs,
     "clients": ClientsArgs,
+    **PLAN_COMMANDS,
 }
 
 OBSERVER_COMMANDS: frozenset[str] = frozenset({
     "ping", "state", "list_experiments", "get_exp_info", "trials", "subscribe", "unsubscribe",
-    "replay", "list_runs", "get_run", "list_devices",
+    "replay", "list_runs", "get_run", "list_devices", *PLAN_OBSERVER_COMMANDS,
 })
 CONTROLLER_COMMANDS: frozenset[str] = frozenset(COMMANDS) - OBSERVER_COMMANDS
 

@@ -213,6 +213,7 @@ EVENT_NOTES: dict[str, str] = {
     "exp_info_changed": "The experiment info (participant, session, ...) was updated.",
     "data_added": "A value was added to the run's data with `add_data`.",
     "annotation": "A free-text note was added with `annotate`.",
+    "plan_changed": "A session plan started, moved to another step, paused, waited, or ended.",
 }
 FIELD_NOTES_DEVICES = {
     "hardware_response.device": "Name of the session device that responded.",
@@ -256,6 +257,13 @@ FIELD_NOTES: dict[str, str] = {
               "trial (data row), refresh_hz, GC pauses, slow plugin hooks (see README, Frame timing).",
     "timing_ok": "False when the run's frame timing was bad (see `timing_problem`); null if it had no frames.",
     "timing_problem": "What was wrong with the run's frame timing, in words; null when it was fine.",
+    "plan_id": "Id of the plan.",
+    "plan_changed.name": "The plan's name.",
+    "plan_changed.status": "running, pausing, paused, resting, waiting, stopped, finished or cancelled.",
+    "cursor": "Index of the step the plan is at (equals `steps` when it has ended).",
+    "steps": "Number of steps (runs and breaks) in the plan.",
+    "step": "The step at `cursor` (kind, participant, key, status, attempts...), or null.",
+    "message": "What just happened, in words.",
     "damage": "What was wrong with the journal, if anything (a torn last write, ...).",
     "data_rows.rows": "New rows (one object per completed trial) since the previous `data_rows`.",
     "plugins": ("Engine plugins' hook accounting for the run, by plugin name: calls, over_budget (calls longer "

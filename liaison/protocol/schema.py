@@ -56,12 +56,26 @@ RESULT_NOTES: dict[str, str] = {
     "add_device": "The new device's description (`device_error` with the device's message if it fails).",
     "remove_device": "`true`",
     "setup_devices": "The names of the devices the experiment's `setupDevices` created.",
+    "plan_start": "The plan's state, as `plan_state` gives it; `plan_changed` events follow.",
+    "plan_pause": "The plan's state (`pausing` until the run in progress ends, then `paused`).",
+    "plan_continue": "The plan's state.",
+    "plan_skip": "The plan's state.",
+    "plan_cancel": "The plan's state.",
+    "plan_state": ("`{\"plan_id\", \"name\", \"status\", \"cursor\", \"steps\": [<step>, ...], \"participants\": "
+                   "{<id>: {\"runs\", \"done\"}}, \"completed_runs\", \"message\", ...}`; each step has "
+                   "`kind` (run or break), `status`, and for runs `participant`, `key`, `exp_info`, `cell` "
+                   "(counterbalancing) and `attempts` (run ids and outcomes). `{\"status\": \"none\"}` "
+                   "before any plan."),
 }
 
 # Arguments for each command's example request (validated when the docs are generated).
 EXAMPLE_ARGS: dict[str, dict[str, Any]] = {
     "add_experiment": {"path": "stroop_lite/stroop_lite.psyexp"},
     "run": {"key": "stroop_lite", "exp_info": {"participant": "p01", "session": "001"}, "seed": 42},
+    "plan_start": {"toml": "name = \"day 1\"\nparticipants = [\"P01\", \"P02\"]\n"
+                           "[counterbalance]\nmethod = \"latin_square\"\n"
+                           "[[experiments]]\nkey = \"stroop_lite\"\n[[experiments]]\nkey = \"rt_demo\"\n",
+                   "simulate": {"p_correct": 0.9, "rt_mean": 0.5, "rt_sd": 0.1}},
     "abort": {"grace": 2.0},
     "set_exp_info": {"values": {"participant": "p02"}},
     "add_data": {"name": "rating", "value": {"score": 4, "tags": ["calm"]}},
@@ -182,6 +196,13 @@ def schema_text() -> str:
 
 
 # --- Markdown ----------------------------------------------------------------------------------
+
+
+def plan_schema_text() -> str:
+    """The session plan file's JSON Schema (``docs/plan.schema.json``), deterministic like the protocol's."""
+    from .plan_file import plan_json_schema
+
+    return json.dumps(plan_json_schema(), indent=2, sort_keys=True) + "\n"
 
 
 def _ref_name(ref: str) -> str:

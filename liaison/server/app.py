@@ -34,6 +34,7 @@ from session.worker import WorkerConfig
 
 from .. import __version__
 from ..plugins.base import SessionInfo
+from ..plans.runner import PlanService
 from ..plugins.host import ServerPlugins
 from ..protocol import CloseCode, Hello, dumps
 from ..store.datalock import DataDirLock, end_leftovers
@@ -95,6 +96,7 @@ class LiaisonServer:
         self.ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._connections: set[ClientConnection] = set()
+        self._stopping = False  # set when the server begins to shut down (plans settle after a restart)
 
     # --- serving ----------------------------------------------------------------------------
     async def serve(self, install_signals: bool = False) -> None:
@@ -152,7 +154,10 @@ class LiaisonServer:
         self.dispatcher = Dispatcher(self.link, self.hub, self.runs, self.clients,
                                      {"version": self.version, "session_id": self.session_id},
                                      max_reply_bytes=config.max_reply_bytes)
+        self.plans = PlanService(self.journal, self.hub, self.publisher, self.link, lambda: self._stopping)
+        self.dispatcher.plans = self.plans  # session plans: a journalled queue of runs
         await self.link.start(timeout=180)
+        self.plans.attach()  # resumes a plan a crash or restart interrupted
         gc.collect()
         gc.freeze()  # the server's long-lived objects are never scanned again: shorter pauses on the loop
         if install_signals:
@@ -203,6 +208,7 @@ class LiaisonServer:
     async def _shutdown(self, server) -> None:
         """Stop the run (its data are saved), close the worker, say goodbye (1001)."""
         log.info("shutting down: stopping any run and saving its data")
+        self._stopping = True
         # Clients learn why the worker is going away (not "worker exited, restarting").
         self.publisher.publish(StatusChanged(status="shutting_down"))
         await self.link.shutdown()

@@ -59,11 +59,14 @@ class Dispatcher:
         self.clients = clients
         self.server_info = server_info
         self.max_reply_bytes = max_reply_bytes
+        self.plans = None  # the plan service (liaison.plans.runner), given by the app: plan_* commands
 
     def start(self, caller: Caller, cmd: str, args: dict[str, Any]):
         """Begin a command; returns a result or an awaitable yielding it. Raises ProtocolError."""
         if cmd in WORKER_COMMANDS:
             return self.link.call(WORKER_COMMANDS[cmd], **args)
+        if cmd.startswith("plan_") and self.plans is not None:
+            return self.plans.handle(caller, cmd, args)
         handler = getattr(self, f"cmd_{cmd}", None)
         if handler is None:
             raise ProtocolError(ErrorCode.UNKNOWN_COMMAND, f"unknown command {cmd!r}")
@@ -133,7 +136,8 @@ class Dispatcher:
         """An awaitable of :meth:`snapshot` (it never fails: without a worker the status is ``unavailable``)."""
         return self.snapshot()
 
-    def cmd_run(self, caller: Caller, key: str, exp_info: dict | None = None, seed: int | None = None):
+    def cmd_run(self, caller: Caller, key: str, exp_info: dict | None = None, seed: int | None = None,
+                simulate: dict | None = None):
         """Hand ``start_run`` to the worker; the awaitable yields ``run_id``, ``key`` and ``data_dir``.
 
         Raises ProtocolError ``storage_unavailable`` at once while the journal cannot be written.
@@ -141,7 +145,7 @@ class Dispatcher:
         if self.hub.storage_error is not None:
             raise ProtocolError(ErrorCode.STORAGE_UNAVAILABLE,
                                 f"no run can start while the journal cannot be written ({self.hub.storage_error})")
-        return self.link.call("start_run", key=key, exp_info=exp_info or {}, seed=seed)
+        return self.link.call("start_run", key=key, exp_info=exp_info or {}, seed=seed, simulate=simulate)
 
     def cmd_set_exp_info(self, caller: Caller, values: dict[str, Any]):
         """Hand ``update_exp_info`` to the worker; the awaitable yields the whole expInfo after the change."""

@@ -258,3 +258,20 @@ def test_observer_sees_the_session_but_no_controls(server, page):
     expect(page.locator("#run-form, .run-controls, #notes").filter(visible=True)).to_have_count(0)
     expect(page.get_by_role("radio", name="rt_demo")).to_have_count(0)
     expect(page.get_by_role("textbox", name="Annotation")).to_have_count(0)
+
+
+def test_dry_run_switch_starts_a_simulated_run_shown_as_such(server, page):
+    sign_in(page, server)
+    page.get_by_role("radio", name="keys_task", exact=True).check()
+    page.get_by_label("Dry run").check()
+    run_id = start_run(page, "keys_task", {"participant": "dry"})
+    expect(page.locator("#status-run")).to_contain_text("DRY RUN", timeout=30_000)
+    from liaison.client import Client
+
+    with Client(server.url, server.token) as client:
+        deadline = time.monotonic() + 240  # 40 trials answered by the simulated participant (slow CI)
+        while (record := client.get_run(run_id.split()[0]))["status"] != "ended":
+            assert time.monotonic() < deadline, record
+            time.sleep(0.2)
+    assert record["outcome"] == "completed" and record["exp_info"]["simulated"] is True
+    assert record["rows"] >= 40

@@ -222,12 +222,13 @@ def test_request_model_validate_dispatches_on_cmd():
 
 def test_roles_table():
     assert OBSERVER_COMMANDS == {"ping", "state", "list_experiments", "get_exp_info", "trials", "subscribe",
-                                 "unsubscribe", "replay", "list_runs", "get_run", "list_devices"}
+                                 "unsubscribe", "replay", "list_runs", "get_run", "list_devices", "plan_state"}
     assert {"add_device", "remove_device", "setup_devices", "list_available_devices"} <= CONTROLLER_COMMANDS
     assert CONTROLLER_COMMANDS == set(COMMANDS) - OBSERVER_COMMANDS
     assert {"run", "pause", "resume", "stop", "abort", "set_exp_info", "add_data", "annotate", "skip_trials",
             "rewind_trials", "setup_window", "add_experiment", "add_device", "remove_device", "setup_devices",
-            "list_available_devices", "rescan", "check_timing", "clients"} == CONTROLLER_COMMANDS
+            "list_available_devices", "rescan", "check_timing", "clients",
+            "plan_start", "plan_pause", "plan_continue", "plan_skip", "plan_cancel"} == CONTROLLER_COMMANDS
     assert set(REQUEST_MODELS) == set(COMMANDS)
     defs = json_schema()["$defs"]
     for cmd, model in REQUEST_MODELS.items():

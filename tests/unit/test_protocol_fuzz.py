@@ -54,6 +54,7 @@ device_classes = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_.:]{0,100}\Z")
 experiment_keys = st.from_regex(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
 
 
+
 def optional(strategy):
     return st.none() | strategy
 
@@ -65,11 +66,18 @@ def args_of(**fields: Any):
     return st.fixed_dictionaries(required, optional=maybe)
 
 
+probabilities = st.floats(0, 1)
+policies = args_of(seed=optional(st.integers(0, 2**32 - 1)), p_correct=probabilities, p_miss=probabilities,
+                   rt=st.sampled_from(["lognormal", "fixed"]), rt_mean=st.floats(0.001, 10),
+                   rt_sd=st.floats(0, 10), hold=st.floats(0, 1))  # every field: dumps compare equal
+
+
 ARGS = {
     "ping": st.just({}), "state": st.just({}), "list_experiments": st.just({}), "rescan": st.just({}), "pause": st.just({}),
     "resume": st.just({}), "stop": st.just({}), "get_exp_info": st.just({}),
     "add_experiment": args_of(path=st.text(min_size=1, max_size=80), key_=optional(experiment_keys)),
-    "run": args_of(key=names, exp_info_=optional(exp_info), seed_=optional(st.integers(0, 2**32 - 1))),
+    "run": args_of(key=names, exp_info_=optional(exp_info), seed_=optional(st.integers(0, 2**32 - 1)),
+                   simulate_=optional(policies)),
     "abort": args_of(grace_=st.floats(0, 60) | st.integers(0, 60)),
     "set_exp_info": args_of(values=exp_info.filter(bool)),
     "add_data": args_of(name=names, value=json_values.filter(lambda v: depth(v) <= 8)),
@@ -96,6 +104,10 @@ ARGS = {
     "remove_device": args_of(name=experiment_keys),
     "setup_devices": args_of(key=names),
     "clients": st.just({}),
+    "plan_start": st.fixed_dictionaries({"toml": st.text(min_size=1, max_size=200)},
+                                        optional={"simulate": optional(policies)}),
+    "plan_pause": st.just({}), "plan_continue": st.just({}), "plan_skip": st.just({}),
+    "plan_cancel": st.just({}), "plan_state": st.just({}),
 }
 
 

@@ -170,7 +170,7 @@ def test_handshake_requests_and_typed_errors(parts):
         assert parts["clients"].list() == []
 
     parts["loop"].run_until_complete(scenario())
-    assert ("start_run", {"key": "demo", "exp_info": {}, "seed": None}) in parts["link"].calls
+    assert ("start_run", {"key": "demo", "exp_info": {}, "seed": None, "simulate": None}) in parts["link"].calls
 
 
 @pytest.mark.parametrize("token, role, code", [("wrong", "controller", 4001), (None, "observer", 4001),

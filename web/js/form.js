@@ -211,6 +211,7 @@ $("run-form").addEventListener("submit", async (ev) => {
   const key = app.selectedKey;
   const args = { key, exp_info: collected.exp_info };
   if (collected.seed !== null) args.seed = collected.seed;
+  if ($("run-dry").checked) args.simulate = {}; // the simulated participant, default policy
   try {
     const result = await command("btn-run", "run", args, `Could not start ${key}`, { timeout: 60000, deadline: 3000 });
     toast("info", `Started ${key}${result && result.run_id ? ` (run ${result.run_id})` : ""}.`);

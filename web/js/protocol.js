@@ -75,6 +75,7 @@ export const TOPIC = Object.freeze({
   "TRIALS": "trials",
   "HARDWARE": "hardware",
   "TIMING": "timing",
+  "PLANS": "plans",
   "ALL": "all"
 });
 
@@ -95,7 +96,8 @@ export const TOPIC_OF_EVENT = Object.freeze({
   "trials_changed": "trials",
   "plugin_error": "status",
   "hardware_response": "hardware",
-  "run_timing": "timing"
+  "run_timing": "timing",
+  "plan_changed": "plans"
 });
 
 // The least role each command needs.
@@ -130,5 +132,11 @@ export const COMMAND_ROLE = Object.freeze({
   "add_device": "controller",
   "remove_device": "controller",
   "setup_devices": "controller",
-  "clients": "controller"
+  "clients": "controller",
+  "plan_start": "controller",
+  "plan_pause": "controller",
+  "plan_continue": "controller",
+  "plan_skip": "controller",
+  "plan_cancel": "controller",
+  "plan_state": "observer"
 });

@@ -45,6 +45,7 @@ export function updateStatus() {
   setText($("status-key"), key || "—");
   let runText = runId ? String(runId) : "—";
   if (!active && rec && rec.outcome) runText += ` (${outcomeOf(rec)})`;
+  if (rec && rec.exp_info && rec.exp_info.simulated === true) runText += " · DRY RUN (simulated participant)";
   setText($("status-run"), runText);
   // once the run has ended its record (the manifest's count) is the truth; until then what arrived
   const ended = rec && rec.status === "ended";

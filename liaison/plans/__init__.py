@@ -1,0 +1,1 @@
+"""Session plans on the server: the schedule (``schedule``) and its journalled executor (``runner``)."""

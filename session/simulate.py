@@ -1,0 +1,739 @@
+"""A simulated participant: answers an experiment's own response components while it runs.
+
+A dry run plays the participant of an unmodified Builder experiment. While a
+simulated run is in progress, the response components' input entry points
+are wrapped (on their classes, restored when the run ends):
+
+- ``psychopy.hardware.keyboard.Keyboard.getKeys`` (Builder keyboard
+  components): a key press goes into the keyboard device's own response
+  queue (``KeyboardDevice.receiveMessage``, the queue the real backends fill);
+- ``psychopy.event.getKeys`` (code components, hand-written scripts): the key
+  goes into ``event._keyBuffer``, where pyglet's key handler puts real keys;
+- ``psychopy.event.Mouse.getPressed`` (mouse components): the pointer is moved
+  onto a clickable stimulus and the press goes through
+  ``event._onPygletMousePress``/``_onPygletMouseRelease``, pyglet's handlers;
+- sliders (``visual.Slider``) found among the running routine's objects at a
+  ``thisExp.status`` read (see :mod:`session.control`): the rating goes
+  through ``Slider.recordRating``, which the slider's mouse handler calls.
+
+Everything happens on the experiment's thread, inside calls the experiment
+makes anyway between two flips; nothing runs on another thread or in the
+middle of a frame. The response is chosen from what the component accepts
+(its key list, its clickable stimuli, the slider's ticks) and, when the
+.psyexp gives the component a correct answer, is correct with probability
+``p_correct``. Its time follows the policy's distribution and is measured
+from the component's own clock reset (its onset), so the RT the experiment
+records is the drawn RT, to within the moment the component reads input.
+
+Each response "episode" (one component, one activation) draws from its own
+random stream derived from (seed, component name, episode number), so a
+seed reproduces every response even if frame timing differs between runs.
+Every decision is appended to ``simulated_responses.jsonl`` in the run
+folder, stamped on the session clock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import xml.etree.ElementTree as ET
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+RESPONSES_FILE = "simulated_responses.jsonl"
+MARKER_FILE = "SIMULATED"
+RT_DISTRIBUTIONS = ("lognormal", "fixed")
+DEFAULT_KEY = "space"
+NEVER_PRESSED = frozenset({"escape"})  # quits Builder experiments: a participant would not press it
+SCAN_INTERVAL = 0.05  # s: how often the routine's locals are searched for sliders
+EPISODE_GAP = 0.25  # s: an event.getKeys call site quiet this long starts a new episode
+OWN_FILES = {__file__, str(Path(__file__).with_name("control.py"))}
+
+
+class PolicyError(ValueError):
+    """A simulation policy with an impossible value; ``code`` maps it onto the protocol."""
+
+    code = "invalid_args"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How the simulated participant answers.
+
+    ``p_correct`` applies where the component has a correct answer; ``p_miss``
+    is the chance of not answering at all; RTs are log-normal with the given
+    mean and sd (seconds), or ``fixed`` at ``rt_mean``; a key is held
+    ``hold`` seconds. ``seed`` None takes the run's seed.
+    """
+
+    seed: int | None = None
+    p_correct: float = 0.8
+    p_miss: float = 0.0
+    rt: str = "lognormal"
+    rt_mean: float = 0.45
+    rt_sd: float = 0.1
+    hold: float = 0.08
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> "Policy":
+        """Build and check a policy; unknown names and out-of-range values raise PolicyError."""
+        values = dict(values or {})
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise PolicyError(f"unknown simulation setting(s): {', '.join(sorted(unknown))}")
+        policy = cls(**values)
+        for name in ("p_correct", "p_miss"):
+            value = getattr(policy, name)
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise PolicyError(f"simulation {name} must be a probability in [0, 1], not {value!r}")
+        if policy.rt not in RT_DISTRIBUTIONS:
+            raise PolicyError(f"simulation rt must be one of {', '.join(RT_DISTRIBUTIONS)}, not {policy.rt!r}")
+        for name, low in (("rt_mean", 0.0), ("rt_sd", 0.0), ("hold", 0.0)):
+            value = getattr(policy, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < low \
+                    or (name == "rt_mean" and value == 0):
+                raise PolicyError(f"simulation {name} must be a positive number of seconds, not {value!r}")
+        if policy.seed is not None and (not isinstance(policy.seed, int) or policy.seed < 0):
+            raise PolicyError(f"simulation seed must be a non-negative integer, not {policy.seed!r}")
+        return policy
+
+    def with_seed(self, seed: int) -> "Policy":
+        return self if self.seed is not None else Policy(**{**asdict(self), "seed": seed})
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Decision:
+    """What the participant does in one episode: a response (or a miss) at ``rt``."""
+
+    respond: bool
+    rt: float
+    correct: bool | None
+    choice_index: float  # uniform draw in [0, 1) that picks the response among the candidates
+
+
+def draw(policy: Policy, component: str, episode: int) -> Decision:
+    """The decision for ``component``'s ``episode``-th activation (its own random stream)."""
+    import numpy
+
+    rng = numpy.random.default_rng([policy.seed or 0, zlib.crc32(component.encode()), episode])
+    miss, correct_draw, rt_draw, choice = rng.random(4)
+    if policy.rt == "fixed" or policy.rt_sd == 0:
+        rt = float(policy.rt_mean)
+    else:  # log-normal with this mean and sd: sigma^2 = ln(1 + sd^2/mean^2), mu = ln(mean) - sigma^2/2
+        sigma2 = math.log(1 + (policy.rt_sd / policy.rt_mean) ** 2)
+        rt = float(math.exp(math.log(policy.rt_mean) - sigma2 / 2 + math.sqrt(sigma2) * _normal(rt_draw)))
+    return Decision(respond=bool(miss >= policy.p_miss), rt=rt, correct=bool(correct_draw < policy.p_correct),
+                    choice_index=float(choice))
+
+
+def _normal(u: float) -> float:
+    """Standard normal quantile of ``u`` (inverse CDF), so one uniform draw gives one RT."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(min(max(u, 1e-12), 1 - 1e-12))
+
+
+# --- what the experiment file says about its components -------------------------------------
+
+def component_params(experiment_path: Path | None) -> dict[str, dict[str, str]]:
+    """Component name -> its Builder params (``correctAns``, ``clickable``...), read from a .psyexp.
+
+    A hand-written script has no such file: its components are known only
+    by what they ask for at run time (key lists), with no correct answer.
+    """
+    if experiment_path is None or Path(experiment_path).suffix != ".psyexp":
+        return {}
+    try:
+        tree = ET.parse(experiment_path)
+    except (ET.ParseError, OSError):
+        return {}
+    params: dict[str, dict[str, str]] = {}
+    for routine in tree.getroot().iter("Routine"):
+        for comp in routine:
+            values = {p.get("name"): p.get("val", "") for p in comp.iter("Param")}
+            name = values.get("name")
+            if name:
+                params[name] = {**values, "_type": comp.tag}
+    return params
+
+
+def _expression(value: str | None) -> str | None:
+    text = (value or "").strip()
+    if text.startswith("$"):
+        text = text[1:].strip()
+    return text or None
+
+
+def _evaluate(text: str, frame) -> Any:
+    """A Builder param as the experiment would see it: an expression in its namespace, else text."""
+    try:
+        return eval(text, frame.f_globals, frame.f_locals)  # noqa: S307 - the experiment's own param, its own namespace
+    except Exception:  # noqa: BLE001 - a literal such as left, or a name not set yet
+        return text
+
+
+def _caller_frame():
+    """The experiment's frame that called into us (skipping this module and session.control)."""
+    frame = sys._getframe(2)
+    while frame is not None and (frame.f_code.co_filename in OWN_FILES
+                                 or frame.f_globals.get("__name__", "").startswith("psychopy.")):
+        frame = frame.f_back
+    return frame
+
+
+def _name_in(frame, obj) -> str | None:
+    if frame is None:
+        return None
+    for name, value in frame.f_locals.items():
+        if value is obj:
+            return name
+    for name, value in frame.f_globals.items():
+        if value is obj:
+            return name
+    return None
+
+
+# --- episodes ---------------------------------------------------------------------------------
+
+@dataclass
+class Episode:
+    """One activation of one component: what was drawn and whether it was delivered."""
+
+    component: str
+    index: int
+    decision: Decision
+    first_seen: float  # psychopy clock time when the episode began
+    token: Any = None  # identifies the activation (e.g. the component's fresh ``keys`` list)
+    calls: int = 0  # times the component asked for input in this episode
+    delivered: bool = False
+    released: bool = False
+    response: Any = None
+
+
+class Simulator:
+    """The simulated participant of one run; :meth:`install` before it, :meth:`uninstall` after."""
+
+    def __init__(self, policy: Policy, run_dir: Path, experiment_path: Path | None,
+                 session_time: Callable[[], float]) -> None:
+        self.policy = policy
+        self.run_dir = Path(run_dir)
+        self.session_time = session_time
+        self.params = component_params(experiment_path)
+        self.episodes: dict[Any, Episode] = {}  # keyed by component object id / call site
+        self.counts: dict[str, int] = {}
+        self.responses = 0
+        self._log = None
+        self._patches: list[tuple[Any, str, Any]] = []
+        self._sliders: list[tuple[str, Any]] = []
+        self._button_down: list | None = None  # a simulated press still held: [x, y, when, seen by a poll]
+        self._buttons: list[tuple[str, Any]] = []
+        self._texts: list[tuple[str, Any, Any]] = []  # free-text items of forms
+        self._next_scan = 0.0
+        self._names: dict[int, str] = {}  # id of a component object -> its name in the experiment
+
+    # lifecycle -------------------------------------------------------------------------
+    def install(self) -> None:
+        """Wrap the input entry points (main thread, before the experiment's ``run``)."""
+        from psychopy import event
+        from psychopy.hardware import keyboard
+        from psychopy.visual.button import ButtonStim
+        from psychopy.visual.form import Form
+        from psychopy.visual.slider import Slider  # not psychopy.visual.Slider: a lazy-import proxy
+
+        self._log = open(self.run_dir / RESPONSES_FILE, "a", encoding="utf-8")
+        sim = self
+
+        original_kb = keyboard.Keyboard.getKeys
+
+        def kb_get_keys(this, keyList=None, ignoreKeys=None, waitRelease=True, clear=True):
+            sim._keyboard(this, keyList, ignoreKeys, waitRelease)
+            return original_kb(this, keyList=keyList, ignoreKeys=ignoreKeys, waitRelease=waitRelease, clear=clear)
+
+        original_event = event.getKeys
+
+        def event_get_keys(keyList=None, modifiers=False, timeStamped=False):
+            caller = sys._getframe(1).f_globals.get("__name__", "")
+            if caller == "psychopy.event" or not caller.startswith("psychopy."):  # not PsychoPy polling itself
+                sim._event_keys(keyList)
+            return original_event(keyList=keyList, modifiers=modifiers, timeStamped=timeStamped)
+
+        original_pressed = event.Mouse.getPressed
+
+        def get_pressed(this, getTime=False):
+            sim._mouse(this)
+            pressed = original_pressed(this, getTime=getTime)
+            if sim._button_down is not None:
+                sim._button_down[3] = True  # the experiment has seen the press
+            return pressed
+
+        self._patch(keyboard.Keyboard, "getKeys", kb_get_keys)
+        self._patch(event, "getKeys", event_get_keys)
+        self._patch(event.Mouse, "getPressed", get_pressed)
+        self._slider_class, self._button_class, self._form_class = Slider, ButtonStim, Form
+
+    def _patch(self, owner, name: str, replacement) -> None:
+        self._patches.append((owner, name, owner.__dict__[name]))
+        setattr(owner, name, replacement)
+
+    def uninstall(self) -> None:
+        """Put the originals back and close the log (always, also after a failed run)."""
+        while self._patches:
+            owner, name, original = self._patches.pop()
+            setattr(owner, name, original)
+        if self._button_down is not None:  # leave no button held for the next run
+            self._release_button()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    # the status-read hook ---------------------------------------------------------------
+    def at_frame(self) -> None:
+        """Between frames (a ``thisExp.status`` read): answer sliders, forms and buttons whose time has come."""
+        from psychopy import clock
+        from psychopy.constants import STARTED
+
+        now = clock.getTime()
+        if now >= self._next_scan:
+            self._next_scan = now + SCAN_INTERVAL
+            frame = _caller_frame()
+            if frame is not None:
+                self._scan(frame.f_locals)
+        if self._release_due(now):
+            self._release_button()
+        for name, slider, form in self._sliders:
+            if form is None:
+                self._slider(name, slider, now)
+            elif getattr(form, "status", None) == STARTED:  # a form's items: drawn or scrolled out of view
+                self._slider(name, slider, now, require_started=False)
+        for name, button in self._buttons:
+            self._button(name, button, now)
+        for name, box, form in self._texts:
+            if getattr(form, "status", None) == STARTED and not box.text:
+                episode = self._episode(id(box), name, form, now)
+                if not episode.delivered and now - episode.first_seen >= episode.decision.rt:
+                    box.text = "simulated"  # typed text, as its key handler would leave it
+                    self._record(episode, "text", "simulated", episode.decision.rt, None)
+
+    def _scan(self, namespace: dict[str, Any]) -> None:
+        """The routine's response objects: sliders (also inside forms) and buttons."""
+        sliders, buttons, texts = [], [], []
+        seen: set[int] = set()
+        # Builder's own names first: "thisComponent" (its loop over components) is an alias
+        for name, value in sorted(namespace.items(), key=lambda item: item[0].startswith("this")):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            if isinstance(value, self._slider_class):
+                sliders.append((name, value, None))
+            elif isinstance(value, self._form_class):
+                for index, item in enumerate(getattr(value, "items", None) or []):
+                    control = item.get("responseCtrl") if isinstance(item, dict) else None
+                    if isinstance(control, self._slider_class):
+                        sliders.append((f"{name}.{index}", control, value))
+                    elif control is not None and getattr(control, "editable", False) and hasattr(control, "text"):
+                        texts.append((f"{name}.{index}", control, value))
+            elif isinstance(value, self._button_class):
+                buttons.append((name, value))
+        self._sliders, self._buttons, self._texts = sliders, buttons, texts
+
+    def _component_name(self, frame, component, default: str) -> str:
+        """The experiment's variable name for ``component`` (looked up once per object)."""
+        key = id(component)
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = _name_in(frame, component) or default
+        return name
+
+    # episodes --------------------------------------------------------------------------------
+    def _episode(self, key: Any, component: str, token: Any, now: float) -> Episode:
+        episode = self.episodes.get(key)
+        if episode is None or episode.token is not token:
+            index = self.counts.get(component, 0)
+            self.counts[component] = index + 1
+            episode = Episode(component, index, draw(self.policy, component, index), now, token)
+            self.episodes[key] = episode
+        return episode
+
+    def _record(self, episode: Episode, kind: str, response: Any, rt: float | None, correct_answer: Any) -> None:
+        episode.delivered = True
+        self.responses += response is not None
+        entry = {
+            "session_time": round(self.session_time(), 6), "component": episode.component,
+            "episode": episode.index, "kind": kind, "response": response, "rt": rt,
+            "correct_answer": correct_answer,
+            "correct": None if correct_answer is None else _same(response, correct_answer),
+        }
+        if self._log is not None:
+            self._log.write(json.dumps(entry, default=str) + "\n")
+            self._log.flush()
+
+    def _correct_answer(self, name: str | None, frame) -> Any:
+        params = self.params.get(name or "")
+        if not params:
+            return None
+        if params.get("storeCorrect", "True") in ("False", "false", False):
+            return None
+        text = _expression(params.get("correctAns"))
+        if text is None:
+            return None
+        return _evaluate(text, frame)
+
+    # keyboards -----------------------------------------------------------------------------
+    def _keyboard(self, component, key_list, ignore_keys, wait_release: bool) -> None:
+        """A Builder keyboard component asks for keys: press one when its RT has come."""
+        if getattr(component, "status", None) is not None:
+            from psychopy.constants import STARTED
+
+            if component.status != STARTED:
+                return
+        from psychopy import clock
+
+        now = clock.getTime()
+        token = component.keys if isinstance(getattr(component, "keys", None), list) else None
+        frame = _caller_frame()
+        name = self._component_name(frame, component, "keyboard")
+        episode = self._episode(id(component), name, token, now)
+        if episode.delivered:
+            self._release(episode, now)
+            return
+        episode.calls += 1
+        if episode.calls < 2:  # the onset flip may still be about to reset the component's clock
+            return
+        onset = component.clock.getLastResetTime()
+        decision = episode.decision
+        correct_answer = self._correct_answer(name, frame)
+        answer = _choose_key(key_list, ignore_keys, correct_answer, decision)
+        if answer is None:  # a miss, or a correct non-response
+            self._record(episode, "key", None, None, correct_answer)
+            return
+        due = decision.rt + (self.policy.hold if wait_release else 0.0)
+        if now - onset < due:
+            return
+        from psychopy import logging
+        from psychopy.hardware.keyboard import KeyPress
+
+        press = KeyPress(code=answer, tDown=onset + decision.rt - logging.defaultClock.getLastResetTime(),
+                         name=answer)
+        press.name, press.value, press.code = answer, answer, answer
+        press.rt = decision.rt
+        press.duration = self.policy.hold if wait_release else None
+        device = component.device
+        if getattr(device, "muteOutsidePsychopy", False):  # the queue, not the focus check, is the path
+            device.responses.append(press)
+        else:
+            device.receiveMessage(press)
+        episode.response = press
+        self._record(episode, "key", answer, decision.rt, correct_answer)
+
+    def _release(self, episode: Episode, now: float) -> None:
+        press = episode.response
+        if press is not None and not episode.released and press.duration is None:
+            press.duration = self.policy.hold
+            episode.released = True
+
+    def _event_keys(self, key_list) -> None:
+        """``event.getKeys`` from a code component or script: a key into pyglet's buffer."""
+        from psychopy import clock, event
+
+        frame = sys._getframe(2)
+        site = (frame.f_code.co_filename, frame.f_lineno)
+        now = clock.getTime()
+        episode = self.episodes.get(site)
+        last = getattr(episode, "_last_call", None) if episode is not None else None
+        if episode is None or episode.delivered or (last is not None and now - last > EPISODE_GAP):
+            name = f"{Path(site[0]).stem}:{site[1]}"
+            index = self.counts.get(name, 0)
+            self.counts[name] = index + 1
+            episode = Episode(name, index, draw(self.policy, name, index), now)
+            self.episodes[site] = episode
+        episode._last_call = now  # type: ignore[attr-defined]
+        answer = _choose_key(key_list, None, None, episode.decision)
+        if answer is None:
+            if not episode.delivered:
+                self._record(episode, "event_key", None, None, None)
+            return
+        if now - episode.first_seen < episode.decision.rt:
+            return
+        event._keyBuffer.append((answer, {}, episode.first_seen + episode.decision.rt))
+        self._record(episode, "event_key", answer, episode.decision.rt, None)
+
+    # mice ---------------------------------------------------------------------------------------
+    def _mouse(self, mouse) -> None:
+        """A mouse component polls its buttons: click a clickable stimulus when the RT has come."""
+        from psychopy import clock, event
+        from psychopy.constants import STARTED
+
+        now = clock.getTime()
+        if self._release_due(now):
+            self._release_button()  # held for `hold`, and a poll has seen it
+        status = getattr(mouse, "status", None)
+        if status is not None and status != STARTED:
+            return
+        token = mouse.x if isinstance(getattr(mouse, "x", None), list) else None
+        frame = _caller_frame()
+        name = self._component_name(frame, mouse, "mouse")
+        if token is None and name == "mouse" and status is None:
+            return  # a bare Mouse the experiment reads for its own reasons, not a response component
+        episode = self._episode(id(mouse), name, token, now)
+        if episode.delivered:
+            return
+        decision = episode.decision
+        targets = self._clickables(name, frame)
+        correct_names = self._mouse_correct(name, frame)
+        if not decision.respond:
+            self._record(episode, "click", None, None, correct_names)
+            return
+        if now - episode.first_seen < decision.rt:
+            return
+        target = _choose_target(targets, correct_names, decision)
+        if target is not None:
+            try:
+                mouse.setPos(_pos_in_window_units(target, mouse.win))
+            except Exception:  # noqa: BLE001 - a stimulus without a usable position: click where the mouse is
+                pass
+        win_handle = getattr(mouse.win, "winHandle", None)
+        x, y = getattr(win_handle, "_mouse_x", 0), getattr(win_handle, "_mouse_y", 0)
+        event._onPygletMousePress(x, y, event.LEFT, 0)
+        self._button_down = [x, y, now, False]
+        episode.response = (x, y)
+        self._record(episode, "click", getattr(target, "name", None), decision.rt, correct_names)
+
+    def _release_due(self, now: float) -> bool:
+        down = self._button_down
+        return down is not None and down[3] and now - down[2] >= self.policy.hold
+
+    def _release_button(self) -> None:
+        from psychopy import event
+
+        x, y, _when, _seen = self._button_down
+        self._button_down = None
+        event._onPygletMouseRelease(x, y, event.LEFT, 0)
+
+    def _clickables(self, name: str, frame) -> list:
+        text = self.params.get(name, {}).get("clickable", "")
+        names = [part.strip().strip("'\"") for part in _expression(text).strip("[]()").split(",")] if text else []
+        found = []
+        for stim_name in names:
+            if not stim_name:
+                continue
+            obj = frame.f_locals.get(stim_name, frame.f_globals.get(stim_name)) if frame is not None else None
+            if obj is not None and hasattr(obj, "contains"):
+                found.append(obj)
+        return found
+
+    def _mouse_correct(self, name: str, frame) -> Any:
+        params = self.params.get(name)
+        if not params or "correctAns" not in params:
+            return None
+        text = _expression(params.get("correctAns"))
+        return _evaluate(text, frame) if text else None
+
+    # sliders --------------------------------------------------------------------------------------
+    def _button(self, name: str, button, now: float) -> None:
+        """A Builder button: click on it (pointer moved there, pyglet's press handler) at its RT."""
+        from psychopy import event
+        from psychopy.constants import STARTED
+
+        if getattr(button, "status", None) != STARTED or self._button_down is not None:
+            return
+        episode = self._episode(id(button), name, getattr(button, "timesOn", None), now)
+        if episode.delivered:
+            return
+        episode.calls += 1
+        if episode.calls < 2:  # its clock is reset at the onset flip
+            return
+        if not episode.decision.respond:
+            self._record(episode, "button", None, None, None)
+            return
+        clock = getattr(button, "buttonClock", None)
+        elapsed = clock.getTime() if clock is not None else now - episode.first_seen
+        if elapsed < episode.decision.rt:
+            return
+        mouse = getattr(button, "listener", None)
+        if mouse is None or not hasattr(mouse, "setPos"):
+            return
+        try:
+            mouse.setPos(_pos_in_window_units(button, mouse.win))
+        except Exception:  # noqa: BLE001 - click where the pointer is
+            pass
+        handle = getattr(mouse.win, "winHandle", None)
+        x, y = getattr(handle, "_mouse_x", 0), getattr(handle, "_mouse_y", 0)
+        event._onPygletMousePress(x, y, event.LEFT, 0)
+        self._button_down = [x, y, now, False]
+        self._record(episode, "button", name, episode.decision.rt, None)
+
+    def _slider(self, name: str, slider, now: float, require_started: bool = True) -> None:
+        from psychopy.constants import STARTED
+
+        if slider.rating is not None or (require_started and getattr(slider, "status", None) != STARTED):
+            return
+        episode = self._episode(id(slider), name, slider.history, now)
+        if episode.delivered:
+            return
+        decision = episode.decision
+        if not decision.respond:
+            self._record(episode, "rating", None, None, None)
+            return
+        episode.calls += 1
+        response_clock = slider.responseClock
+        if episode.calls < 2:  # its first draw resets the clock at the next flip
+            return
+        if response_clock.getTime() < decision.rt:
+            return
+        ticks = [float(t) for t in (getattr(slider, "ticks", None) if getattr(slider, "ticks", None) is not None
+                                    else [0, 1])]
+        if getattr(slider, "categorical", False):
+            value = ticks[min(int(decision.choice_index * len(ticks)), len(ticks) - 1)]
+        else:  # anywhere on the scale; the slider snaps it to its granularity
+            value = ticks[0] + decision.choice_index * (ticks[-1] - ticks[0])
+        slider.recordRating(value, rt=decision.rt)
+        rating = slider.getRating()
+        self._record(episode, "rating", _plain(rating), decision.rt, None)
+
+
+# --- choices ----------------------------------------------------------------------------------
+
+def _plain(value: Any) -> Any:
+    try:
+        import numpy
+
+        if isinstance(value, numpy.generic):
+            return value.item()
+    except ImportError:
+        pass
+    return value
+
+
+def _same(response: Any, answer: Any) -> bool:
+    if isinstance(answer, (list, tuple)):
+        return any(_same(response, a) for a in answer)
+    return str(response) == str(answer)
+
+
+def _choose_key(key_list, ignore_keys, correct_answer, decision: Decision) -> str | None:
+    """The key pressed in this episode, or None for no press."""
+    if not key_list:
+        allowed = [DEFAULT_KEY]
+    else:
+        allowed = [str(k) for k in key_list if k not in (ignore_keys or []) and k not in NEVER_PRESSED]
+        if not allowed:  # the experiment listens for escape only: nothing for a participant to press
+            return None
+    no_response_is_correct = correct_answer is not None and str(correct_answer).lower() == "none"
+    if no_response_is_correct:  # go/no-go: withholding is the correct answer
+        if decision.correct or not decision.respond:
+            return None
+        return allowed[min(int(decision.choice_index * len(allowed)), len(allowed) - 1)]
+    if not decision.respond:
+        return None
+    if correct_answer is not None and str(correct_answer) in allowed:
+        wrong = [k for k in allowed if k != str(correct_answer)]
+        if decision.correct or not wrong:
+            return str(correct_answer)
+        return wrong[min(int(decision.choice_index * len(wrong)), len(wrong) - 1)]
+    return allowed[min(int(decision.choice_index * len(allowed)), len(allowed) - 1)]
+
+
+def _choose_target(targets: list, correct_names: Any, decision: Decision):
+    if not targets:
+        return None
+    if correct_names is not None:
+        wanted = {str(c) for c in (correct_names if isinstance(correct_names, (list, tuple)) else [correct_names])}
+        right = [t for t in targets if getattr(t, "name", None) in wanted]
+        wrong = [t for t in targets if t not in right]
+        if right and (decision.correct or not wrong):
+            return right[min(int(decision.choice_index * len(right)), len(right) - 1)]
+        if wrong:
+            return wrong[min(int(decision.choice_index * len(wrong)), len(wrong) - 1)]
+    return targets[min(int(decision.choice_index * len(targets)), len(targets) - 1)]
+
+
+def _pos_in_window_units(stim, win):
+    """The stimulus centre in the window's units (the mouse speaks those)."""
+    from psychopy.tools.monitorunittools import convertToPix
+
+    pix = convertToPix(vertices=[0, 0], pos=stim.pos, units=stim.units, win=win)
+    if win.units == "pix":
+        return pix
+    from psychopy.tools.monitorunittools import pix2deg
+
+    if win.units == "height":
+        return pix / win.size[1]
+    if win.units == "norm":
+        return pix / (win.size / 2)
+    if win.units == "deg":
+        return pix2deg(pix, win.monitor)
+    return pix
+
+
+def write_marker(run_dir: Path, policy: Policy) -> None:
+    """``SIMULATED`` in the run folder: no one can take this folder for a participant's data."""
+    from .records import write_atomic
+
+    write_atomic(Path(run_dir) / MARKER_FILE,
+                 "This run was played by Liaison's simulated participant; it is not a participant's data.\n"
+                 + json.dumps(policy.describe(), sort_keys=True) + "\n")
+
+
+class _FrameHook:
+    """Two status-read hooks in one; pickles as a no-op (Builder pickles its ExperimentHandler)."""
+
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: Callable[[], None] | None, second: Callable[[], None]) -> None:
+        self.first, self.second = first, second
+
+    def __call__(self) -> None:
+        if self.first is not None:
+            self.first()
+        self.second()
+
+    def __reduce__(self):
+        return (_no_hook, ())
+
+
+def _no_hook() -> None:
+    return None
+
+
+class SimulatedRun:
+    """The simulated participant's part in one run: policy, marker, pilot flag, wrapped inputs."""
+
+    def __init__(self, policy: Policy, run_dir: Path, experiment_path: Path | None,
+                 session_time: Callable[[], float]) -> None:
+        self.policy = policy
+        self.simulator = Simulator(policy, run_dir, experiment_path, session_time)
+        self.run_dir = Path(run_dir)
+        self._piloting: list[tuple[Any, Any]] = []
+
+    def manifest(self) -> dict[str, Any]:
+        """What the run's manifest says about it: simulated, and how."""
+        return {"simulated": True, "simulation": {"policy": self.policy.describe(),
+                                                  "responses_file": RESPONSES_FILE}}
+
+    def start(self, module) -> None:
+        """Before ``setupData``: PsychoPy's pilot flag on (its data get ``piloting=True``), inputs wrapped."""
+        from psychopy import piloting
+
+        write_marker(self.run_dir, self.policy)
+        for owner in (module, piloting):
+            if hasattr(owner, "PILOTING"):
+                self._piloting.append((owner, owner.PILOTING))
+                owner.PILOTING = True
+        self.simulator.install()
+
+    def frame_hook(self, other: Callable[[], None] | None) -> Callable[[], None]:
+        """A status-read hook doing ``other`` (the GC guard's) and then the simulator's."""
+        return _FrameHook(other, self.simulator.at_frame)
+
+    def stop(self) -> None:
+        """After the run, whatever its end: originals back, pilot flag as it was."""
+        self.simulator.uninstall()
+        while self._piloting:
+            owner, value = self._piloting.pop()
+            owner.PILOTING = value
