@@ -52,6 +52,20 @@ class Raw:
         self.send_json({"v": 1, "type": "request", "id": request_id, "cmd": cmd, "args": args})
         return self.reply_to(request_id, timeout)
 
+    def close(self) -> None:
+        """Close the connection (for connections made with :func:`open_raw`)."""
+        self.ws.__exit__(None, None, None)
+
+
+def open_raw(url: str, token: str | None, role: str = "controller", since: int | None = None,
+             **options: Any) -> Raw:
+    """Like :func:`raw_session` for tests that close it themselves (``close()`` in a ``finally``)."""
+    ws = connect(url, **{**RAW_OPTIONS, **options}).__enter__()
+    hello = json.loads(ws.recv(20))
+    assert hello["type"] == "hello", hello
+    ws.send(json.dumps({"v": 1, "type": "auth", "token": token, "role": role, "since": since}))
+    return Raw(ws, hello, json.loads(ws.recv(20)))
+
 
 @contextmanager
 def raw_session(url: str, token: str | None, role: str = "controller", since: int | None = None,

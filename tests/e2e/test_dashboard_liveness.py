@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 
 from conftest import make_root, read_csv, start_serve, stop_serve
 from test_dashboard import LONG_RUN, home, sign_in, start_run
-from wsraw import Raw
+from rawclient import open_raw
 
 pytestmark = pytest.mark.usefixtures("display")
 
@@ -62,7 +62,7 @@ def test_frozen_server_is_noticed_within_3_s_and_a_late_pause_is_refused(serve_p
     sign_in(page, server)
     start_run(page, "frames_demo", {"participant": "frozen", **LONG_RUN})
     expect(page.locator("#status-text")).to_have_text("running", timeout=30_000)
-    witness = Raw(server.url, server.token, role="observer")
+    witness = open_raw(server.url, server.token, role="observer")
     try:
         os.kill(server.process.pid, signal.SIGSTOP)
         frozen_at = time.monotonic()
@@ -89,7 +89,7 @@ def test_offline_browser_is_noticed_and_its_click_never_reaches_the_server(serve
     sign_in(page, server)
     start_run(page, "frames_demo", {"participant": "offline", **LONG_RUN})
     expect(page.locator("#status-text")).to_have_text("running", timeout=30_000)
-    witness = Raw(server.url, server.token, role="observer")
+    witness = open_raw(server.url, server.token, role="observer")
     try:
         page.context.set_offline(True)
         offline_at = time.monotonic()
@@ -190,7 +190,7 @@ def test_observer_sees_results_but_no_controls_or_client_list(server, page):
     expect(page.locator(".run-controls")).to_be_hidden()
     expect(page.locator("#server-info")).to_contain_text("connected")
     before = int(re.search(r"(\d+) clients? connected", page.locator("#server-info").inner_text()).group(1))
-    other = Raw(server.url, server.token, role="observer")
+    other = open_raw(server.url, server.token, role="observer")
     try:  # the footer's count follows who comes and goes, for observers too
         expect(page.locator("#server-info")).to_contain_text(f"{before + 1} clients connected", timeout=5_000)
     finally:
@@ -199,7 +199,7 @@ def test_observer_sees_results_but_no_controls_or_client_list(server, page):
 
 
 def test_controller_sees_who_is_connected(server, page):
-    witness = Raw(server.url, server.token, role="observer")
+    witness = open_raw(server.url, server.token, role="observer")
     try:
         sign_in(page, server)
         clients = page.locator("#clients-list li")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from wsraw import Raw
+from rawclient import open_raw
 
 
 def send(raw: Raw, request_id, cmd, not_after=None, **args):
@@ -17,7 +17,7 @@ def send(raw: Raw, request_id, cmd, not_after=None, **args):
 
 
 def test_a_request_past_its_deadline_is_refused_and_not_carried_out(server):
-    raw = Raw(server.url, server.token)
+    raw = open_raw(server.url, server.token)
     try:
         late = send(raw, "late", "annotate", not_after=time.time() - 5, text="too late to matter")
         assert late["ok"] is False and late["error"]["code"] == "expired"
@@ -35,8 +35,8 @@ def test_a_request_past_its_deadline_is_refused_and_not_carried_out(server):
 
 
 def test_clients_lists_who_is_connected(server):
-    controller = Raw(server.url, server.token)
-    observer = Raw(server.url, server.token, role="observer")
+    controller = open_raw(server.url, server.token)
+    observer = open_raw(server.url, server.token, role="observer")
     try:
         refused = send(observer, 1, "clients")
         assert refused["ok"] is False and refused["error"]["code"] == "forbidden"
@@ -52,7 +52,7 @@ def test_clients_lists_who_is_connected(server):
         controller.close()
         observer.close()
     # gone clients leave the list
-    raw = Raw(server.url, server.token)
+    raw = open_raw(server.url, server.token)
     try:
         deadline = time.monotonic() + 10
         while True:
