@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 
 from conftest import make_root, read_csv, start_serve, stop_serve
 from test_dashboard import LONG_RUN, home, sign_in, start_run
-from rawclient import open_raw
+from rawclient import Raw, open_raw
 
 pytestmark = pytest.mark.usefixtures("display")
 

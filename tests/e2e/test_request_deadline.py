@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from rawclient import open_raw
+from rawclient import Raw, open_raw
 
 
 def send(raw: Raw, request_id, cmd, not_after=None, **args):
