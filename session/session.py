@@ -496,7 +496,7 @@ class Session:
             outcome = "stopped"
         except (Exception, SystemExit, *psychopy_device_errors()) as exc:  # noqa: BLE001 - anything
             outcome, error = "failed", f"{type(exc).__name__}: {exc}"
-            tb = traceback.format_exc()
+            tb = relative_traceback(traceback.format_exc(), self.root)
             if isinstance(exc, SystemExit):  # core.quit() / sys.exit(0) end it; other codes are failures
                 ended_normally, exit_error = exit_outcome(exc)
                 if ended_normally:
@@ -924,6 +924,25 @@ class Session:
         ticket = self.prepare_run(key, exp_info, seed=seed, simulate=simulate, manifest_extra=manifest_extra,
                                   run_id=run_id)
         return ticket, self.queue.submit(self.execute, ticket)
+
+
+def relative_traceback(text: str, root: Path) -> str:
+    """A traceback as clients may see it: paths under the session root relative to it, Python's own shortened.
+
+    Clients learn where in the experiment it failed, not how the stimulus PC's disk is laid out.
+    """
+    import sys
+    import sysconfig
+
+    prefixes = [(str(root) + os.sep, "")]
+    for name in ("purelib", "platlib", "stdlib"):
+        path = sysconfig.get_paths().get(name)
+        if path:
+            prefixes.append((path + os.sep, f"<{name}>/"))
+    prefixes.append((sys.prefix + os.sep, "<python>/"))
+    for prefix, replacement in sorted(set(prefixes), key=lambda item: -len(item[0])):
+        text = text.replace(prefix, replacement)
+    return text
 
 
 def _complete_orphan_row(this_exp) -> None:

@@ -241,6 +241,8 @@ def test_failing_experiment_reports_and_session_keeps_working(session, recorder)
     assert len(failed) == 1
     assert failed[0].key == "raises_demo"
     assert "deliberate failure in raises_demo" in failed[0].traceback
+    assert str(session.root) not in failed[0].traceback, "no absolute server paths reach clients"
+    assert 'File "fixtures/raises_demo.py"' in failed[0].traceback, "the experiment's file, root-relative"
     assert "RuntimeError" in failed[0].error
     assert run_csv(result.data_dir).is_file(), "data up to the failure are saved"
     again = session.run("frames_demo", {"participant": "after", "n_trials": 1, "frames_per_trial": 1})
