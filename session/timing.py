@@ -95,14 +95,26 @@ class TimingRecorder:
     # --- the window ------------------------------------------------------------------
     def attach(self, win) -> None:
         """Time every flip of ``win`` until :meth:`detach`."""
-        flip = win.flip  # the bound method (or someone else's wrapper: we chain to it)
+        # Someone else's instance-level wrapper is chained to; otherwise the class's flip is looked up at
+        # each call, so a class swapped in later (the plugins' window subclass) still sees every flip.
+        wrapper = vars(win).get("flip")
         clock = time.perf_counter
         record = self._record
 
-        def timed_flip(*args: Any, **kwargs: Any):
-            result = flip(*args, **kwargs)
-            record(clock())
-            return result
+        if wrapper is not None:
+            flip = wrapper
+
+            def timed_flip(*args: Any, **kwargs: Any):
+                result = flip(*args, **kwargs)
+                record(clock())
+                return result
+        else:
+            flip = win.flip
+
+            def timed_flip(*args: Any, **kwargs: Any):
+                result = type(win).flip(win, *args, **kwargs)
+                record(clock())
+                return result
 
         timed_flip.__wrapped__ = flip  # type: ignore[attr-defined]
         self._win = win
