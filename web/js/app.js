@@ -19,10 +19,12 @@ import { addRows, initLive, plot, resetLive } from "./live.js";
 import { command, initControls, updateControls } from "./controls.js";
 import { updateConnection, updateStatus } from "./status.js";
 import { refreshClients, renderFooter, stopClients } from "./clients.js";
+import { initPlan, refreshPlan } from "./plans.js";
 import { frameIn, perf, resetPerf } from "./perf.js";
 import { TimingPanel } from "./timing.js";
 
 attachTimingPanel(new TimingPanel(document.getElementById("timing-panel")));
+initPlan();
 
 const TOKEN_KEY = "liaison.token";
 const ROLE_KEY = "liaison.role";
@@ -166,6 +168,7 @@ function onWelcome(welcome, info) {
   applySnapshot(state, welcome, info);
   showDashboard();
   refreshClients();
+  refreshPlan();
 }
 
 function applySnapshot(state, welcome, info) {

@@ -15,6 +15,7 @@ import { addRows, resetLive } from "./live.js";
 import { queueTrialQuery } from "./controls.js";
 import { updateStatus } from "./status.js";
 import { timed } from "./perf.js";
+import { refreshPlan } from "./plans.js";
 
 const FRAME_BUDGET_MS = 8;
 const ROWS_PER_STEP = 500; // a big data_rows event (a replay, a burst) is handled in slices
@@ -212,6 +213,11 @@ export const HANDLERS = {
 
   plugin_error(d, t) {  // a plugin failed (e.g. LSL markers): the run goes on, the experimenter must know
     logEvent(t, `Plugin ${d.plugin} failed in ${d.hook} (${d.where}): ${d.error}`, "error");
+  },
+
+  plan_changed(d, t) {
+    if (d.message) logEvent(t, `Plan ${d.name}: ${d.message}`);
+    refreshPlan();
   },
 
   trials_changed(d, t) {
