@@ -17,6 +17,7 @@ from disk a plain read.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import struct
 import threading
@@ -72,24 +73,60 @@ CREATE TABLE IF NOT EXISTS state (
 """
 
 
+# Event records as the journal stores them (the wire JSON, whose first fields come in this order):
+# enough of each to say which events, and which rows, a damaged log took with it.
+_EVENT_HEAD = re.compile(rb'"type":"event","seq":(\d+),"event":"([a-z_]+)"')
+_ROWS_HEAD = re.compile(rb'"seq":(\d+),"event":"data_rows","time":[-0-9.eE+]+,"data":\{"run_id":"([^"]*)",'
+                        rb'"key":"[^"]*","first_row":(\d+)')
+
+
 @dataclass
 class Damage:
-    """What opening the journal found wrong with it (empty when healthy)."""
+    """What opening the journal found wrong with it (empty when healthy).
+
+    ``torn_end``: the damage was a last write cut short (a crash); otherwise a
+    frame in the middle of the log was corrupt and SQLite dropped it with
+    every frame after it. ``lost_events`` (seq -> type) and ``lost_rows``
+    (run id -> first and last ``first_row`` of its lost ``data_rows``) are
+    what those frames held that the opened journal no longer has.
+    """
 
     wal_bytes_discarded: int = 0
     wal_frames_discarded: int = 0
     problems: list[str] = field(default_factory=list)
+    torn_end: bool = True
+    lost_events: dict[int, str] = field(default_factory=dict)
+    lost_rows: dict[str, list[int]] = field(default_factory=dict)
+    row_events: list[tuple[int, str, int]] = field(default_factory=list)  # (seq, run id, first_row) found
 
     def __bool__(self) -> bool:
         return bool(self.wal_bytes_discarded or self.wal_frames_discarded or self.problems)
+
+    def forget_kept(self, last_seq: int) -> None:
+        """Drop what the opened journal still holds (pages are rewritten: old copies of kept events)."""
+        self.lost_events = {seq: kind for seq, kind in self.lost_events.items() if seq > last_seq}
+        spans: dict[str, list[int]] = {}
+        for seq, run, first in self.row_events:
+            if seq > last_seq:
+                span = spans.setdefault(run, [first, first])
+                span[0], span[1] = min(span[0], first), max(span[1], first)
+        self.lost_rows = spans
 
     def describe(self) -> str:
         """One human sentence of what was discarded or found broken, or ``no damage``."""
         parts = []
         if self.wal_frames_discarded or self.wal_bytes_discarded:
-            parts.append(f"an incomplete write at the end of the journal was discarded "
-                         f"({self.wal_frames_discarded} log frames, {self.wal_bytes_discarded} bytes); "
+            where = ("an incomplete write at the end of the journal was discarded" if self.torn_end else
+                     "a corrupt frame in the middle of the journal's log was discarded with every frame after it")
+            parts.append(f"{where} ({self.wal_frames_discarded} log frames, {self.wal_bytes_discarded} bytes); "
                          "every complete transaction before it was kept")
+            if self.lost_events:
+                seqs = sorted(self.lost_events)
+                rows = sum(1 for kind in self.lost_events.values() if kind == "data_rows")
+                parts.append(f"lost: {len(seqs)} events (seq {seqs[0]}..{seqs[-1]}), {rows} of them data_rows")
+            for run, (first, last) in sorted(self.lost_rows.items()):
+                parts.append(f"run {run} lost at least {last - first + 1} data rows, from row {first} on "
+                             "(PsychoPy's own CSV in its folder may still hold them)")
         parts.extend(self.problems)
         return "; ".join(parts) or "no damage"
 
@@ -142,9 +179,17 @@ def check_wal(wal_path: Path) -> Damage:
             break  # frames of an earlier, checkpointed generation: not damage
         s1, s2 = checksum(header[:8], s1, s2)
         s1, s2 = checksum(data[offset + 24:offset + frame_size], s1, s2)
-        if (s1, s2) != (fc1, fc2):  # a current frame written only in part
+        if (s1, s2) != (fc1, fc2):  # a current frame written only in part, or corrupted
             uncommitted += 1
-            examined_end = offset + frame_size
+            offset += frame_size
+            damage.torn_end = offset + frame_size > len(data)  # the last frame: a torn write
+            while offset + frame_size <= len(data):  # SQLite drops every later frame of this log too
+                _page, _commit, gs1, gs2, _c1, _c2 = struct.unpack(">6I", data[offset:offset + 24])
+                if (gs1, gs2) != (salt1, salt2):
+                    break
+                uncommitted += 1
+                offset += frame_size
+            examined_end = offset
             break
         uncommitted += 1
         offset += frame_size
@@ -152,7 +197,17 @@ def check_wal(wal_path: Path) -> Damage:
             valid_end, uncommitted = offset, 0
     damage.wal_frames_discarded = uncommitted
     damage.wal_bytes_discarded = (examined_end or offset) - valid_end
+    _find_lost(data[valid_end:examined_end or offset], damage)
     return damage
+
+
+def _find_lost(region: bytes, damage: Damage) -> None:
+    """The events (and data rows) whose records lie in the discarded part of the log."""
+    for match in _EVENT_HEAD.finditer(region):
+        damage.lost_events[int(match.group(1))] = match.group(2).decode()
+    damage.row_events = [(int(m.group(1)), m.group(2).decode(errors="replace"), int(m.group(3)))
+                         for m in _ROWS_HEAD.finditer(region)]
+    damage.forget_kept(0)
 
 
 MAX_COMMAND_ARGS = 4096  # bytes of a command's args kept in the audit trail
@@ -220,6 +275,7 @@ class Journal:
             except sqlite3.DatabaseError as exc:
                 problems = [str(exc)]
             self.damage.problems.extend(f"integrity: {p}" for p in problems)
+            self.damage.forget_kept(self.last_seq)  # what the log lost that the journal does not hold
         self._checkpointer: threading.Thread | None = None
         self._closing = threading.Event()
         if background_checkpoints and not readonly:

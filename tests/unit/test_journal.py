@@ -11,7 +11,7 @@ import pytest
 from liaison.protocol import event_json
 from liaison.server.hub import Hub, Subscriber
 from journal_fixtures import a_run, published
-from session.events import Annotated, Publisher
+from session.events import Annotated, DataRows, Publisher, RunStarted
 from liaison.store.journal import Journal, check_wal
 from liaison.store.recovery import recover
 
@@ -185,3 +185,37 @@ def test_the_memory_buffer_is_bounded_by_size_too(tmp_path):
         assert drain_catch_up(hub, client) == list(range(1, 101)), "the rest comes from the journal"
     finally:
         loop.close()
+
+
+def test_a_corrupt_frame_mid_log_reports_the_events_and_rows_lost_truthfully(tmp_path):
+    """A bit flip in the middle of the log once lost ~1,500 rows and was reported as "2 log frames"."""
+    live = Journal.in_dir(tmp_path / "live")
+    events = [RunStarted(run_id="r1", key="demo", exp_info={}, data_dir="/nowhere")]
+    events += [DataRows(run_id="r1", key="demo", first_row=5 * i, rows=[{"i": 5 * i + k, "rt": 0.5} for k in range(5)])
+               for i in range(300)]  # 1,500 rows in 300 events
+    published(live, events, batch=10)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("journal.sqlite", "journal.sqlite-wal"):
+        shutil.copy(tmp_path / "live" / name, copy / name)
+    wal = copy / "journal.sqlite-wal"
+    with open(wal, "r+b") as handle:  # flip one bit in the page of a frame a third of the way in
+        handle.seek(wal.stat().st_size // 3)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0x10]))
+
+    damaged = Journal(copy / "journal.sqlite")
+    kept_rows = len(damaged.data_rows("r1"))
+    assert 0 < kept_rows < 1500
+    damage = damaged.damage
+    text = damage.describe()
+    assert "middle of the journal's log" in text and damage.wal_frames_discarded > 2
+    lost_seqs = sorted(damage.lost_events)
+    assert lost_seqs[0] == damaged.last_seq + 1 and lost_seqs[-1] == 301, "every lost event is named"
+    first, last = damage.lost_rows["r1"]
+    assert first == kept_rows and last == 1495
+    assert f"at least {last - first + 1} data rows, from row {kept_rows}" in text
+    assert 1500 - kept_rows - 4 <= last - first + 1 <= 1500 - kept_rows, "at least, and within one event of the truth"
+    live.close()
+    damaged.close()
