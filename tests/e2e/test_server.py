@@ -255,3 +255,49 @@ def test_client_with_since_hands_over_the_replay_to_its_first_event_iterator(ser
         seen = collect(late, lambda e: e.seq >= end.seq, timeout=10)
     assert [e.seq for e in seen] == list(range(since + 1, end.seq + 1))
     assert seen[-1].event == "run_finished" and seen[-1].run_id == run.run_id
+
+
+def test_a_slow_download_never_holds_up_other_clients(server, monkeypatch):
+    """4 parallel 100 MB downloads once stalled every client: files were read on the event loop.
+
+    A disk that slow cannot be made here, so reading one file is held (mocked) until the test has
+    seen a ping answered meanwhile; read on the loop, the ping could never be answered.
+    """
+    import pathlib
+    import threading
+    import urllib.request
+
+    with Client(server.url, server.token) as client:
+        end = client.run("frames_demo", {"participant": "slowdisk", **SMALL}).wait(timeout=60)
+        folder = pathlib.Path(client.get_run(end.data["run_id"])["data_dir"])
+        (folder / "slow.bin").write_bytes(b"x" * 1000)
+        answered, reading = threading.Event(), threading.Event()
+        original = pathlib.Path.read_bytes
+
+        def slow_read(self):
+            if self.name == "slow.bin":
+                reading.set()
+                answered.wait(20)  # a slow disk, until the rest of the server has been seen to work
+            return original(self)
+
+        monkeypatch.setattr(pathlib.Path, "read_bytes", slow_read)
+        url = f"http://127.0.0.1:{server.port}/api/runs/{end.data['run_id']}/files/slow.bin"
+        results: list = []
+
+        def download():
+            request = urllib.request.Request(url, headers={"Authorization": f"Bearer {server.token}"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                results.append(response.read())
+
+        threads = [threading.Thread(target=download) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            assert reading.wait(20), "the downloads reached the server"
+            assert client.request("ping", timeout=5)["pong"] is True, "answered while the files are read"
+            assert not results, "and before any download finished"
+        finally:
+            answered.set()
+            for thread in threads:
+                thread.join(30)
+    assert results == [b"x" * 1000] * 4
