@@ -135,7 +135,17 @@ def test_refused_commands_cannot_fill_the_disk(served):
             reply = session.request("add_data", f"big-{i}", name="x", value=value)
             assert reply["error"]["code"] == "forbidden"
         session.request("ping", "flush")
-    time.sleep(0.2)  # reads are journalled within 50 ms; give the write a moment
+
+    def flushed() -> bool:  # reads are journalled within 50 ms: wait for this connection's last one
+        import sqlite3
+
+        db = sqlite3.connect(f"file:{served['data_dir'] / 'journal.sqlite'}?mode=ro", uri=True)
+        try:
+            return bool(db.execute("SELECT 1 FROM commands WHERE cmd = 'ping' AND request_id = 'flush'").fetchall())
+        finally:
+            db.close()
+
+    wait_for(flushed, 10, "the refused commands and the ping to be journalled")
     grown = journal_bytes(served["data_dir"]) - before
     assert grown < 1 << 20, f"the journal grew by {grown} bytes for refused commands"
 
