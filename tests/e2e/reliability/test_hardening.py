@@ -278,8 +278,9 @@ def test_pipelined_requests_and_a_crowd_never_deadlock_and_sigterm_still_works(t
             return sum(1 for r in results if r is True)
 
         assert asyncio.run(crowd(1000)) == 1000
-        with Client(url, TOKEN) as client:  # the experiment survived all of it
-            client.stop()
+        with Client(url, TOKEN) as client:  # the server and its worker survived all of it
+            assert client.ping()["pong"] is True
+            assert client.request("get_exp_info") is not None
     finally:
         process.send_signal(signal.SIGTERM)
         try:
