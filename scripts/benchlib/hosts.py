@@ -33,14 +33,15 @@ class HostError(RuntimeError):
 class Host:
     """One server subprocess; ``info`` is what it printed when ready (port, url, pids)."""
 
-    def __init__(self, name: str, script: str, args: list[str], log_path: Path) -> None:
+    def __init__(self, name: str, script: str, args: list[str], log_path: Path,
+                 env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.process = subprocess.Popen(
             [sys.executable, str(HERE / script), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._log, env=env, start_new_session=True,
+            stderr=self._log, env=env, cwd=cwd, start_new_session=True,
         )
         self.started = time.perf_counter()
         self.ready_seconds: float | None = None
