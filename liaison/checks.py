@@ -60,6 +60,7 @@ def dependency_problems() -> list[str]:
 
 
 def dashboard_problems(web: Path | None) -> list[str]:
+    """What is wrong with the dashboard's files under ``web`` (none missing: an empty list), each with its fix."""
     missing = missing_dashboard_files(web)
     if not missing:
         return []

@@ -95,6 +95,7 @@ def client_error(exc: Exception) -> None:
 
 
 def version_callback(value: bool) -> None:
+    """``--version``: print the package version and exit."""
     if value:
         from . import __version__
 
@@ -430,6 +431,7 @@ def check_timing(
 
 
 def describe_timing(report: dict[str, Any]) -> str:
+    """A timing check's report (``check_timing``) as the lines ``liaison check-timing`` prints."""
     iv = report.get("interval_ms") or {}
     prio = report.get("priority") or {}
     lines = [f"refresh rate: {report.get('measured_refresh_hz') or 0:.2f} Hz measured now"

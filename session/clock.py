@@ -20,6 +20,7 @@ FLOAT, ISO = "float", "iso"
 
 
 class InvalidClock(SessionError):
+    """A ``clock`` setting that is not float, iso or a strftime format."""
     code = "invalid_args"
 
 

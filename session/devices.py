@@ -114,6 +114,7 @@ class SessionDevices:
         write_atomic(self.store, json.dumps(list(self._specs.values()), indent=2, default=str) + "\n")
 
     def stored(self) -> list[dict[str, Any]]:
+        """The device specs saved in the data folder (empty if none or unreadable)."""
         try:
             specs = json.loads(self.store.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -169,6 +170,7 @@ class SessionDevices:
         return self.describe_one(name)
 
     def remove(self, name: str) -> bool:
+        """Close and forget device ``name`` (main thread, between runs); True if it existed."""
         from psychopy.hardware import DeviceManager
 
         with self._lock:
@@ -221,9 +223,11 @@ class SessionDevices:
 
     # --- reading -----------------------------------------------------------------------
     def names(self) -> set[str]:
+        """Names of every device PsychoPy's DeviceManager holds now."""
         return session_device_names()
 
     def describe_one(self, name: str) -> dict[str, Any]:
+        """One device's name, class, params or owner experiment, ready and last error."""
         from psychopy.hardware import DeviceManager
 
         with self._lock:
@@ -234,6 +238,7 @@ class SessionDevices:
                 "error": error}
 
     def describe(self) -> list[dict[str, Any]]:
+        """Every session device, as :meth:`describe_one`."""
         with self._lock:
             names = list(self._specs)
         return [self.describe_one(n) for n in names]
@@ -311,5 +316,6 @@ class SessionDevices:
 
 
 def require_between_runs(active: bool, what: str) -> None:
+    """Raise Busy (naming ``what``) when a run is in progress."""
     if active:
         raise Busy(f"cannot {what} while an experiment runs; try again between runs")

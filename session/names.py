@@ -31,6 +31,7 @@ class InvalidName(SessionError):
 
 
 def is_valid_key(key: object) -> bool:
+    """Whether ``key`` can name an experiment (letters, digits, ``_-.``; see KEY_PATTERN)."""
     return isinstance(key, str) and KEY_PATTERN.fullmatch(key) is not None
 
 

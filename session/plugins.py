@@ -208,6 +208,7 @@ class HookBudget:
     over_by_hook: dict[str, int] = field(default_factory=dict)
 
     def record(self, hook: str, seconds: float) -> None:
+        """Count one hook call of ``seconds``: total, slowest, and whether it went over budget."""
         self.calls += 1
         self.total += seconds
         if seconds > self.max:
@@ -217,6 +218,7 @@ class HookBudget:
             self.over_by_hook[hook] = self.over_by_hook.get(hook, 0) + 1
 
     def to_dict(self) -> dict[str, Any]:
+        """The budget's accounting in milliseconds, for the run's manifest."""
         return {
             "budget_ms": self.budget * 1e3, "calls": self.calls, "over_budget": self.over_budget,
             "over_by_hook": dict(self.over_by_hook), "max_ms": round(self.max * 1e3, 4),
@@ -365,10 +367,12 @@ class PluginHost:
 
     # session -------------------------------------------------------------------------------
     def session_started(self, info: dict[str, Any]) -> None:
+        """Tell plugins the session is up (its root, data folder, window)."""
         if self.plugins:
             self._call("session_started", info)
 
     def session_stopping(self) -> None:
+        """Tell plugins the session is closing."""
         if self.plugins:
             self._call("session_stopping")
 

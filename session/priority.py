@@ -59,10 +59,12 @@ class CorePlan:
     others: tuple[int, ...]
 
     def to_dict(self) -> dict[str, list[int]]:
+        """The plan as JSON-able lists (it crosses the pipe to the worker)."""
         return {"experiment": list(self.experiment), "others": list(self.others)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Iterable[int]] | None) -> "CorePlan | None":
+        """The plan back from :meth:`to_dict` (None for none)."""
         if not data:
             return None
         return cls(tuple(data["experiment"]), tuple(data["others"]))
@@ -87,6 +89,7 @@ def machine_plan() -> CorePlan | None:
 
 
 def check_level(level: str) -> str:
+    """``level`` if it is normal, high or realtime; else ValueError naming the choices."""
     if level not in LEVELS:
         raise ValueError(f"priority must be one of {', '.join(LEVELS)}, not {level!r}")
     return level
@@ -178,6 +181,7 @@ def restore_session_group() -> None:
 
 
 def autogroup_nice() -> int | None:
+    """This process's autogroup nice value (Linux), None where there is none."""
     try:
         with open(AUTOGROUP) as handle:
             return int(handle.read().split("nice")[1])

@@ -54,6 +54,7 @@ class ExperimentProblems(ExperimentError):
 
 
 def problem(code: str, severity: str, message: str, **extra: Any) -> dict[str, Any]:
+    """One problem as clients see it: code, severity (error | warning), message, details."""
     return {"code": code, "severity": severity, "message": message, **extra}
 
 
@@ -175,6 +176,7 @@ def _digest_or_empty(path: Path) -> str:
 
 
 def inspect(experiment: Experiment) -> Inspection:
+    """What an experiment file needs (components, devices, plugins), read without running it."""
     return inspect_psyexp(experiment.path) if experiment.kind == "psyexp" else inspect_script(experiment.path)
 
 
@@ -223,6 +225,7 @@ def psychtoolbox_loads() -> bool:
 
 
 def device_problems(required: list[str], available: set[str]) -> list[dict[str, Any]]:
+    """A ``device_missing`` error for each required device the session does not have."""
     return [problem("device_missing", ERROR,
                     f"the experiment uses a device named {name!r}, which this session has not set up "
                     f"(add it with add_device)", device=name)
@@ -237,6 +240,7 @@ class ProblemChecks:
         self._done: dict[str, Inspection] = {}  # key -> inspection (valid while the digest matches)
 
     def cached(self, experiment: Experiment) -> Inspection | None:
+        """The last inspection of ``experiment`` if its file has not changed since, else None."""
         with self._lock:
             found = self._done.get(experiment.key)
         if found is None:
@@ -282,6 +286,7 @@ class ProblemChecks:
 
     @staticmethod
     def blocking(problems: list[dict[str, Any]] | None) -> bool:
+        """Whether any of ``problems`` is an error (a run would fail)."""
         return any(p["severity"] == ERROR for p in problems or [])
 
 

@@ -130,6 +130,7 @@ class Session(LiveControls):
 
     @property
     def status(self) -> str:
+        """idle, starting, running, paused or stopping."""
         return self._status
 
     def _current_ticket(self) -> RunTicket | None:
@@ -172,6 +173,7 @@ class Session(LiveControls):
         ))
 
     def list_experiments(self) -> list[dict[str, Any]]:
+        """Every known experiment with its readiness (problems, devices)."""
         return [{**e.describe(self.root), **self.readiness(e)} for e in list(self.experiments.values())]
 
     def readiness(self, experiment: Experiment, *, inspect_now: bool = False) -> dict[str, Any]:
@@ -210,6 +212,7 @@ class Session(LiveControls):
             return {"added": [e.describe(self.root) for e in added], "experiments": len(self.experiments)}
 
     def experiment(self, key: str) -> Experiment:
+        """The experiment registered as ``key``; NotFound naming the known keys."""
         try:
             return self.experiments[key]
         except KeyError:
@@ -249,12 +252,15 @@ class Session(LiveControls):
         return self.devices.describe()
 
     def add_device(self, name: str, device_class: str, params: dict[str, Any] | None = None) -> Future:
+        """Create a session device between runs (main thread; a Future of its description)."""
         return self._between_runs("add a device", self.devices.add, name, device_class, params or {})
 
     def remove_device(self, name: str) -> Future:
+        """Close and forget a session device between runs (a Future of whether it existed)."""
         return self._between_runs("remove a device", self.devices.remove, name)
 
     def list_available_devices(self, device_class: str | None = None) -> Future:
+        """Devices PsychoPy can find, by class, between runs (a Future)."""
         return self._between_runs("list available devices", self.devices.available, device_class)
 
     def setup_devices(self, key: str) -> Future:

@@ -123,6 +123,7 @@ class TimingRecorder:
         _current[0] = self
 
     def detach(self) -> None:
+        """Stop timing flips: the window's own flip is back."""
         if _current[0] is self:
             _current[0] = None
         win, self._win = self._win, None
@@ -192,6 +193,7 @@ class TimingRecorder:
             entry[3] += 1
 
     def set_gc(self, **values: Any) -> None:
+        """Merge the GC guard's figures into the report."""
         self.gc.update(values)
 
     # --- reports ------------------------------------------------------------------------
@@ -202,6 +204,7 @@ class TimingRecorder:
             self.report_now(now)
 
     def report_now(self, now: float | None = None) -> None:
+        """Publish a live timing report now (errors in the callback never end the run)."""
         self._next_report = (now or time.perf_counter()) + REPORT_EVERY
         if self.on_report is not None:
             try:

@@ -466,19 +466,24 @@ class AsyncClient:
 
     # devices (see README "Devices") ------------------------------------------------------
     async def list_devices(self) -> list[dict[str, Any]]:
+        """The session's devices: name, class, params, ready and error of each."""
         return await self.request("list_devices")
 
     async def list_available_devices(self, device_class: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Devices PsychoPy can find on the stimulus PC, by class (optionally one ``device_class``)."""
         return await self.request("list_available_devices", device_class=device_class)
 
     async def add_device(self, name: str, device_class: str, params: dict[str, Any] | None = None
                          ) -> dict[str, Any]:
+        """Create a session device between runs (e.g. a button box for Builder components naming it)."""
         return await self.request("add_device", name=name, device_class=device_class, params=params or {})
 
     async def remove_device(self, name: str) -> bool:
+        """Close and forget a session device between runs; True if it existed."""
         return await self.request("remove_device", name=name)
 
     async def setup_devices(self, key: str) -> list[str]:
+        """Run experiment ``key``'s ``setupDevices`` once between runs; the names of the devices it made."""
         return await self.request("setup_devices", key=key)
 
     # session plans
@@ -491,18 +496,23 @@ class AsyncClient:
         return await self.request("plan_start", timeout=60, **args)
 
     async def plan_state(self) -> dict[str, Any]:
+        """The session plan's state: steps done and to come, per participant, what it waits for."""
         return await self.request("plan_state")
 
     async def plan_pause(self) -> dict[str, Any]:
+        """Hold the plan after the run in progress (or now, between runs)."""
         return await self.request("plan_pause")
 
     async def plan_continue(self) -> dict[str, Any]:
+        """Go on with a held plan (after a pause, a failure that stopped it, or a break that waits)."""
         return await self.request("plan_continue")
 
     async def plan_skip(self) -> dict[str, Any]:
+        """Skip the plan's current step (a run in progress is stopped and recorded as skipped)."""
         return await self.request("plan_skip", timeout=60)
 
     async def plan_cancel(self) -> dict[str, Any]:
+        """End the plan (a run in progress is stopped, its data saved); nothing more of it runs."""
         return await self.request("plan_cancel", timeout=60)
 
 

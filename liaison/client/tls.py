@@ -36,6 +36,7 @@ def normalise_fingerprint(text: str) -> str:
 
 
 def fingerprint_of(der: bytes) -> str:
+    """A DER certificate's SHA-256 fingerprint as ``SHA256:AB:CD:...``, the form ``liaison serve`` prints."""
     digest = hashlib.sha256(der).hexdigest().upper()
     return "SHA256:" + ":".join(digest[i:i + 2] for i in range(0, 64, 2))
 

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from session.events import PlanChanged
+from session.runs import new_run_id
 from session.worker import WorkerError
 
 from ..protocol import ErrorCode, ProtocolError
@@ -37,11 +38,6 @@ HELD = ("paused", "stopped")  # resumes on plan_continue
 ENDED = ("finished", "cancelled")
 BUSY_RETRY = 0.5  # s between attempts to start a run while someone else's run holds the session
 START_TIMEOUT = 60.0
-
-
-def plan_run_id(key: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in key)[:40]
-    return f"{datetime.now():%Y%m%dT%H%M%S}-{safe}-{secrets.token_hex(3)}"
 
 
 class PlanService:
@@ -184,7 +180,7 @@ class PlanService:
             pass
 
     async def _run_step(self, state: dict[str, Any], step: dict[str, Any]) -> None:
-        run_id = plan_run_id(step["key"])
+        run_id = new_run_id(step["key"])
         attempt = {"run_id": run_id, "started": time.time(), "outcome": None}
         step["attempts"].append(attempt)
         step["status"] = "running"
@@ -276,6 +272,7 @@ class PlanService:
 
     async def cmd_plan_start(self, toml: str | None = None, plan: dict | None = None,
                        simulate: dict | None = None) -> dict[str, Any]:
+        """Start a plan from TOML text or a dict (``simulate`` dry-runs it); Busy while another is active."""
         if self.state is not None and self.state["status"] not in ENDED:
             raise ProtocolError(ErrorCode.BUSY, f"plan {self.state['name']!r} is {self.state['status']}; "
                                                 "cancel it first (plan_cancel)")
@@ -307,6 +304,7 @@ class PlanService:
         return {e["key"] for e in await self.link.call("list_experiments", 30)}
 
     def cmd_plan_pause(self) -> dict[str, Any]:
+        """Hold the plan: after the run in progress (``pausing``) or at once (``paused``)."""
         state = self._require("running", "resting", "waiting")
         running = self._current_run is not None
         state["status"] = "pausing" if running else "paused"
@@ -315,6 +313,7 @@ class PlanService:
         return self.describe()
 
     def cmd_plan_continue(self) -> dict[str, Any]:
+        """Resume a held plan; a step that failed and stopped it is run again."""
         state = self._require("paused", "stopped", "waiting", "pausing")
         if state["status"] == "stopped" and state["cursor"] < len(state["steps"]):
             step = state["steps"][state["cursor"]]
@@ -327,6 +326,7 @@ class PlanService:
         return self.describe()
 
     async def cmd_plan_skip(self) -> dict[str, Any]:
+        """Skip the current step, stopping its run if one is in progress."""
         state = self._require(*ACTIVE, *HELD)
         self._skip = True
         if self._current_run is not None:
@@ -341,6 +341,7 @@ class PlanService:
         return self.describe()
 
     async def cmd_plan_cancel(self) -> dict[str, Any]:
+        """Cancel the plan, stopping its run if one is in progress; journalled as cancelled."""
         state = self._require(*ACTIVE, *HELD)
         state["status"] = "cancelled"
         state["ended"] = time.time()
@@ -357,6 +358,7 @@ class PlanService:
             log.info("plan: stopping run %s: %s", self._current_run, exc)
 
     def cmd_plan_state(self) -> dict[str, Any]:
+        """The plan's state for clients (:meth:`describe`)."""
         return self.describe()
 
     def describe(self) -> dict[str, Any]:

@@ -21,10 +21,12 @@ from ..protocol.plan_file import Break, Plan
 
 
 def latin_square(n: int) -> list[list[int]]:
+    """The cyclic ``n`` x ``n`` Latin square: row ``r`` is ``r, r+1, ... (mod n)``."""
     return [[(row + j) % n for j in range(n)] for row in range(n)]
 
 
 def williams(n: int) -> list[list[int]]:
+    """A Williams square: each condition follows each other equally often; ``n`` rows (``2n`` for odd ``n``)."""
     first, low, high = [0], 1, n - 1
     while len(first) < n:
         first.append(low)

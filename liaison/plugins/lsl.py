@@ -45,6 +45,7 @@ def _pylsl():
 
 
 def check_options(options: dict[str, Any]) -> None:
+    """Raise ValueError naming any unknown or mistyped LSL plugin option."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} (known: {', '.join(OPTIONS)})")
@@ -56,6 +57,7 @@ def check_options(options: dict[str, Any]) -> None:
 
 
 def rig_name(options: dict[str, Any]) -> str:
+    """The rig's name in stream names: the ``name`` option, else the host name."""
     return options.get("name") or socket.gethostname()
 
 
@@ -178,6 +180,7 @@ class LslMarkers(EnginePlugin):
 
     # hooks ---------------------------------------------------------------------------------------------
     def session_started(self, info: dict[str, Any]) -> None:
+        """Open the marker outlet (one per session; its source id survives restarts)."""
         pylsl = self.pylsl
         rig = rig_name(self.options)
         self.outlet = pylsl.StreamOutlet(stream_info(
@@ -187,9 +190,11 @@ class LslMarkers(EnginePlugin):
         self.sync()
 
     def session_stopping(self) -> None:
+        """Close the marker outlet."""
         self.outlet = None
 
     def run_started(self, run: RunBegin) -> None:
+        """Marker ``run_start`` with the run, experiment and participant."""
         self.sync()
         self.run = run
         self.push({"event": "run_start", "run_id": run.run_id, "experiment": run.key,
@@ -197,39 +202,49 @@ class LslMarkers(EnginePlugin):
                    "clock_zero": run.clock_zero + self.offset}, run.time)
 
     def run_ended(self, run: RunEnd) -> None:
+        """Marker ``run_end`` with the outcome and rows."""
         participant = self.run.exp_info.get("participant") if self.run else None
         self.push({"event": "run_end", "run_id": run.run_id, "experiment": run.key, "participant": participant,
                    "outcome": run.outcome, "rows": run.rows}, run.time)
         self.run = None
 
     def routine_started(self, event: RoutineBoundary) -> None:
+        """Marker ``routine_start``, stamped at the routine's first flip."""
         self.push({"event": "routine_start", "run_id": event.run_id, "routine": event.routine}, event.time)
 
     def routine_ended(self, event: RoutineBoundary) -> None:
+        """Marker ``routine_end``."""
         self.push({"event": "routine_end", "run_id": event.run_id, "routine": event.routine}, event.time)
 
     def trial_started(self, event: TrialBoundary) -> None:
+        """Marker ``trial_start`` with the loop, trial number and data row."""
         self.push({"event": "trial_start", "run_id": event.run_id, "loop": event.loop, "n": event.n,
                    "row": event.row}, event.time)
 
     def trial_ended(self, event: TrialBoundary) -> None:
+        """Marker ``trial_end``; re-reads the clock mapping between trials."""
         self.push({"event": "trial_end", "run_id": event.run_id, "loop": event.loop, "n": event.n,
                    "row": event.row}, event.time)
         self.sync()  # between trials: keeps the mapping exact even if the base clock is slewed
 
     def paused(self, event: ControlPoint) -> None:
+        """Marker ``pause``, stamped when the experiment observed it."""
         self.push({"event": "pause", "run_id": event.run_id}, event.time)
 
     def resumed(self, event: ControlPoint) -> None:
+        """Marker ``resume``."""
         self.push({"event": "resume", "run_id": event.run_id}, event.time)
 
     def stopping(self, event: ControlPoint) -> None:
+        """Marker ``stop`` with how the run is ending."""
         self.push({"event": "stop", "run_id": event.run_id, "outcome": event.outcome}, event.time)
 
     def annotated(self, event: Note) -> None:
+        """Marker ``annotation`` with the text."""
         self.push({"event": "annotation", **self._run_fields(event.run_id), "text": event.text}, event.time)
 
     def data_added(self, event: Value) -> None:
+        """Marker ``data`` for a value added by a client."""
         self.push({"event": "data", "run_id": event.run_id, "name": event.name, "value": event.value}, event.time)
 
 
@@ -246,6 +261,7 @@ class LslPlugin(Plugin):
         self.data_outlet = None
 
     def session_started(self, info: SessionInfo) -> None:
+        """Open the data outlet when the ``data`` option asks for one."""
         if not self.options.get("data"):
             return
         pylsl = self.pylsl
@@ -256,6 +272,7 @@ class LslPlugin(Plugin):
         ))
 
     def data_rows(self, event) -> None:
+        """Push each row as a JSON string sample (server side, never on the experiment's thread)."""
         outlet = self.data_outlet
         if outlet is None:
             return
@@ -265,4 +282,5 @@ class LslPlugin(Plugin):
                                               "row": event.first_row + index, "data": row})], now)
 
     def session_stopping(self) -> None:
+        """Close the data outlet."""
         self.data_outlet = None

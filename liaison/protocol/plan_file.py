@@ -78,6 +78,7 @@ class ParticipantPattern(PlanModel):
         return value
 
     def ids(self) -> list[str]:
+        """The ids the pattern makes: ``pattern.format(n=start)`` .. ``n=start+count-1``."""
         return [self.pattern.format(n=self.start + i) for i in range(self.count)]
 
 
@@ -164,6 +165,7 @@ class Plan(PlanModel):
         return self
 
     def participant_ids(self) -> list[str]:
+        """Every participant id, in plan order."""
         return list(self.participants) if isinstance(self.participants, list) else self.participants.ids()
 
 
@@ -182,6 +184,7 @@ def parse_plan(text: str) -> Plan:
 
 
 def plan_from_dict(data: dict[str, Any]) -> Plan:
+    """Validate a plan (from TOML or JSON); raises PlanError naming each problem and where."""
     from pydantic import ValidationError
 
     try:

@@ -47,12 +47,14 @@ class DeployError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
+    """What one upload may hold: archive bytes, unpacked bytes, entries."""
     archive_bytes: int
     unpacked_bytes: int
     entries: int = MAX_ENTRIES
 
     @classmethod
     def for_upload(cls, archive_bytes: int) -> "Limits":
+        """Limits for an archive of ``archive_bytes``: unpacked at most UNPACKED_FACTOR times that."""
         return cls(archive_bytes, archive_bytes * UNPACKED_FACTOR)
 
 

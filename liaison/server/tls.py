@@ -53,6 +53,7 @@ class TlsPlan:
 
     @property
     def fingerprint(self) -> str | None:
+        """The served certificate's SHA-256 fingerprint (None without TLS), for clients to pin."""
         return certificate_fingerprint(self.cert.read_bytes()) if self.enabled and self.cert else None
 
     def context(self) -> ssl.SSLContext | None:
@@ -69,6 +70,7 @@ class TlsPlan:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine's loopback."""
     if host in LOOPBACK:
         return True
     try:
