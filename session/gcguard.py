@@ -34,6 +34,7 @@ ones); ``max_boundary_pause`` the longest scheduled one between trials;
 from __future__ import annotations
 
 import gc
+import threading
 import time
 
 NEVER = 1_000_000_000  # a generation threshold that is never reached
@@ -58,6 +59,7 @@ class GcGuard:
         self._thresholds = gc.get_threshold()
         self._middle_every = max(1, self._thresholds[1])
         self.frozen = 0
+        self.worst_in_frames: dict | None = None  # the longest automatic collection: generation, thread, objects
 
     def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":
@@ -69,7 +71,11 @@ class GcGuard:
             self.max_boundary_pause = max(self.max_boundary_pause, pause)
             self.slow_at_boundaries += pause > SLOW
         else:
-            self.max_pause = max(self.max_pause, pause)
+            if pause > self.max_pause:  # which thread's allocation set it off, to tell whom to blame
+                self.max_pause = pause
+                self.worst_in_frames = {"ms": round(pause * 1e3, 4), "generation": info.get("generation"),
+                                        "thread": threading.current_thread().name,
+                                        "collected": info.get("collected")}
             self.slow_in_frames += pause > SLOW
             if gc.get_count()[1] >= MAX_DEFERRED:
                 self._overdue = True
@@ -128,7 +134,7 @@ class GcGuard:
         return {"collections": self.collections, "max_in_frames_ms": round(self.max_pause * 1e3, 4),
                 "max_at_boundaries_ms": round(self.max_boundary_pause * 1e3, 4),
                 "slow_in_frames": self.slow_in_frames, "slow_at_boundaries": self.slow_at_boundaries,
-                "slow_ms": SLOW * 1e3, "frozen": self.frozen}
+                "slow_ms": SLOW * 1e3, "frozen": self.frozen, "worst_in_frames": self.worst_in_frames}
 
     @staticmethod
     def collect_between_runs() -> None:
