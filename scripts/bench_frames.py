@@ -1,8 +1,12 @@
 #!/usr/bin/env python
-"""Frame timing alone: ``paced_bench`` (240 Hz deadlines) in our worker, idle then loaded.
+"""Frame timing alone: ``paced_bench`` (240 Hz deadlines) bare, then in our worker idle and loaded.
 
 A quick loop for work on frame timing (``scripts/bench.py`` measures the same
-side by side with PsychoPy, with everything else). Usage:
+side by side with PsychoPy, with everything else). Each repetition first runs
+the *floor*: the same experiment file in a bare PsychoPy process at the same
+priority (``benchlib/frames_floor.py``: no server, no worker), so what our
+idle run misses beyond it is Liaison's, and what the floor misses is the
+machine's (Xvfb, software GL, a VM's steal). Usage:
 
   .venv/bin/python scripts/bench_frames.py [--frames 2400] [--priority high] [--out artifacts/bench_frames.json]
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -55,6 +60,8 @@ def main() -> None:
             host.wait_ready(240)
             stacks = m.Stacks(ours_url=host.url, token=TOKEN, psy_url="", echo_url=None, hosts={"ours": host})
             for _ in range(args.repeat):
+                results.append(floor(args.frames, args.priority or "high"))
+                print(json.dumps(results[-1], default=str), flush=True)
                 for loaded in (False, True):
                     before = noise.sample()
                     result = asyncio.run(m.ours_frames(stacks, args.frames, loaded))
@@ -69,6 +76,18 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
+
+
+def floor(frames: int, level: str) -> dict:
+    """The same paced loop in a bare PsychoPy process (``benchlib/frames_floor.py``), with the foreign load."""
+    before = noise.sample()
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchlib" / "frames_floor.py"),
+                           "--frames", str(frames), "--window", json.dumps(WINDOW), "--priority", level],
+                          capture_output=True, text=True, timeout=frames / 240 + 120)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    result = json.loads(lines[-1]) if lines else {"floor": True, "error": done.stderr[-2000:]}
+    result["noise"] = noise.between(before, noise.sample())
+    return result
 
 
 if __name__ == "__main__":
