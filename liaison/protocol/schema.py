@@ -11,15 +11,16 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from .codec import MAX_DEPTH, MAX_MESSAGE_BYTES, dumps
 from .commands import (
     COMMANDS, MAX_VALUE_DEPTH, REQUEST_ADAPTER, REQUEST_MODELS, TOPIC_OF_EVENT, Topic,
     Request, required_role,
 )
+from .encoding import dumps
 from .errors import CLOSE_DESCRIPTIONS, ERROR_DESCRIPTIONS, CloseCode, ErrorCode
 from .messages import (
     EVENT_DATA_MODELS, SERVER_MESSAGES, Alert, Auth, ErrorBody, EventMessage, Gap, Goodbye, Hello, Reply, Welcome,
 )
+from .parsing import MAX_DEPTH, MAX_MESSAGE_BYTES
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _REF = "#/$defs/{model}"
