@@ -132,6 +132,10 @@ class Soak:
 
     # --- the run --------------------------------------------------------------------------
     async def drive(self) -> None:
+        """Connect the controller and observers, run the experiment for the soak's duration, stop it.
+
+        SIGTERM and SIGHUP cancel it; the clients are closed in every case.
+        """
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -150,6 +154,7 @@ class Soak:
                 loop.remove_signal_handler(sig)
 
     async def _run(self) -> None:
+        """Start the run, sample every interval under the command load until the soak's end, then stop it."""
         ctrl = self.controller
         exp_info = {"seconds": self.seconds, "rate": self.rate_value}
         reply, _ = await ctrl.request("run", {"key": KEY, "exp_info": exp_info}, timeout=120)
@@ -204,6 +209,7 @@ class Soak:
                 pass
 
     def _check_live(self) -> None:
+        """A client the server disconnected is a problem (said once per client)."""
         for p in (self.controller, *self.observers):
             if p.closed and f"disconnected: {p.name}" not in self.notes:
                 self.notes.append(f"disconnected: {p.name}")
@@ -212,6 +218,7 @@ class Soak:
                                      f"{p.closed['code']} {p.closed['reason']!r}; goodbye {p.goodbye}")
 
     def started_wall(self) -> float:
+        """The wall-clock time the run was accepted (now, before that)."""
         return time.time() - (time.monotonic() - self.run_t0) if self.run_t0 is not None else time.time()
 
     async def _wait(self, done, timeout: float, problem: str) -> bool:
