@@ -23,7 +23,7 @@ sys.path[:0] = [str(PROJECT), str(PROJECT / "scripts")]
 
 from benchlib.stats import percentiles  # noqa: E402
 from liaison.protocol import dumps, event_json, event_message  # noqa: E402
-from liaison.protocol.codec import _payload_fields  # noqa: E402
+from liaison.protocol.encoding import _payload_fields  # noqa: E402
 from session.events import Annotated, DataRows, Publisher  # noqa: E402
 
 STDLIB = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -26,6 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchlib.stats import quantile  # noqa: E402
 
 EXPERIMENT = '''"""Benchmark load: ROWS_PER_FRAME rows end every frame, until TOTAL rows."""
 import os
@@ -72,11 +75,6 @@ window.__lag = [];
   setInterval(() => { const now = performance.now(); window.__lag.push(Math.max(0, now - last - 20)); last = now; }, 20);
 })();
 """
-
-
-def pct(values, q):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
 
 def bench_rate(browser, server, rate: int, total: int, clicks: int) -> dict:
@@ -140,9 +138,9 @@ def bench_rate(browser, server, rate: int, total: int, clicks: int) -> dict:
     return {
         "rate_rows_per_s": rate, "rows_expected": total, "rows_on_page": rows, "all_rows": rows == total,
         "run_s": round(ran, 2), "page_caught_up_s": round(caught_up, 2),
-        "lag_ms": {"n": len(lag), "p50": round(pct(lag, 0.5) or 0, 1), "p99": round(pct(lag, 0.99) or 0, 1),
+        "lag_ms": {"n": len(lag), "p50": round(quantile(lag, 0.5) or 0, 1), "p99": round(quantile(lag, 0.99) or 0, 1),
                    "max": round(max(lag) if lag else 0, 1)},
-        "click_to_server_ms": {"n": len(latencies), "p50": round(pct(latencies, 0.5) or 0, 1),
+        "click_to_server_ms": {"n": len(latencies), "p50": round(quantile(latencies, 0.5) or 0, 1),
                                "max": round(max(latencies) if latencies else 0, 1)},
         "heap_mb": round(heap / 2**20, 1) if heap else None,
         # event handling and drawing (total and longest), frames received and the longest gap between two

@@ -5,7 +5,8 @@
     python scripts/gen_protocol_doc.py --check  # exit 1 if they are out of date (CI)
 
 The models are the source of truth; these files are generated so they never
-drift from the code. Edit docstrings and Field descriptions, then re-run.
+drift from the code. Edit docstrings, Field descriptions, the commands' ``result_doc`` and
+``example_args``, or the prose in liaison/protocol/protocol.template.md, then re-run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ if str(PROJECT) not in sys.path:
     sys.path.insert(0, str(PROJECT))
 
 from liaison.protocol.jsconst import js_constants  # noqa: E402
-from liaison.protocol.schema import markdown_doc, plan_schema_text, schema_text  # noqa: E402
+from liaison.protocol.markdown import markdown_doc  # noqa: E402
+from liaison.protocol.schema import plan_schema_text, schema_text  # noqa: E402
 
 DOCS = PROJECT / "docs"
 WEB_JS = PROJECT / "web" / "js"

@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .codec import dumps, errors_jsonable, to_jsonable
+from .encoding import dumps
+from .jsonable import errors_jsonable, to_jsonable
 from .commands import COMMANDS, REQUEST_MODELS
 from .errors import CloseCode, ErrorCode, ProtocolError
 from .messages import Auth

@@ -110,17 +110,26 @@ Topics = Annotated[list[Topic], Field(min_length=1, max_length=32), AfterValidat
 class PingArgs(CommandArgs):
     """Check the connection; the result has the server time, the newest event `seq` and how many clients are connected."""
 
+    result_doc = '`{"pong": true, "time": <server Unix time>, "last_seq": <newest event seq>}`'
+
 
 class StateArgs(CommandArgs):
     """A snapshot of the session: status, current run, experiments, window, recent runs."""
+
+    result_doc = "The session snapshot, as in `welcome.state`."
 
 
 class ListExperimentsArgs(CommandArgs):
     """The experiments the session knows: key, path, kind and exp_info defaults."""
 
+    result_doc = "A list of experiment descriptions (key, path, kind, exp_info defaults)."
+
 
 class AddExperimentArgs(CommandArgs):
     """Register an experiment file (.psyexp or .py) found under the session root."""
+
+    result_doc = "The new experiment's description."
+    example_args = {"path": "stroop_lite/stroop_lite.psyexp"}
 
     path: Annotated[StrictStr, Field(min_length=1, max_length=4096)] = Field(
         description="File path, relative to the session root (absolute paths must lie inside it).")
@@ -131,9 +140,14 @@ class AddExperimentArgs(CommandArgs):
 class RescanArgs(CommandArgs):
     """Search the session root again and register experiments copied in since (each gets `experiment_added`)."""
 
+    result_doc = '`{"added": [<experiment description>, ...], "experiments": <how many are known now>}`'
+
 
 class RunArgs(CommandArgs):
     """Start a run of an experiment; fails with `busy` while another run is in progress."""
+
+    result_doc = '`{"run_id": ..., "key": ...}` as soon as the run is queued; its events follow.'
+    example_args = {"key": "stroop_lite", "exp_info": {"participant": "p01", "session": "001"}, "seed": 42}
 
     key: Name = Field(description="The experiment's key (see `list_experiments`).")
     exp_info: Optional[ExpInfo] = Field(None, description=(
@@ -149,17 +163,26 @@ class RunArgs(CommandArgs):
 class PauseArgs(CommandArgs):
     """Pause the running experiment at its next frame."""
 
+    result_doc = "Seconds between the request and the experiment observing it."
+
 
 class ResumeArgs(CommandArgs):
     """Resume a paused experiment."""
+
+    result_doc = "Seconds between the request and the experiment observing it."
 
 
 class StopArgs(CommandArgs):
     """Ask the running experiment to end; its data are saved and `run_finished` follows."""
 
+    result_doc = "Seconds between the request and the experiment observing it."
+
 
 class AbortArgs(CommandArgs):
     """Stop the run; if it has not ended after `grace` seconds, kill and restart the session worker."""
+
+    result_doc = "What happened: whether the run stopped by itself or the worker was killed."
+    example_args = {"grace": 2.0}
 
     grace: Annotated[FiniteFloat, Field(ge=0, le=60)] = Field(
         2.0, description="Seconds to wait for a clean stop before killing.")
@@ -168,15 +191,23 @@ class AbortArgs(CommandArgs):
 class GetExpInfoArgs(CommandArgs):
     """The current experiment info (of the running run, or the session defaults)."""
 
+    result_doc = "The experiment info object."
+
 
 class SetExpInfoArgs(CommandArgs):
     """Change experiment info values; takes effect for the running run or the next run."""
+
+    result_doc = "The experiment info after the change."
+    example_args = {"values": {"participant": "p02"}}
 
     values: Annotated[ExpInfo, Field(min_length=1)] = Field(description="Field name to new value.")
 
 
 class AddDataArgs(CommandArgs):
     """Add a named value to the running experiment's data (and a `data_added` event)."""
+
+    result_doc = "`true`"
+    example_args = {"name": "rating", "value": {"score": 4, "tags": ["calm"]}}
 
     name: Name = Field(description="Column or entry name.")
     value: BoundedJson
@@ -185,11 +216,17 @@ class AddDataArgs(CommandArgs):
 class AnnotateArgs(CommandArgs):
     """Add a free-text note to the run's log (and an `annotation` event)."""
 
+    result_doc = "`true`"
+    example_args = {"text": "participant asked a question"}
+
     text: Annotated[StrictStr, Field(min_length=1, max_length=10_000)] = Field(description="The note.")
 
 
 class TrialsArgs(CommandArgs):
     """The current trial and up to `n` upcoming trials of the running loop."""
+
+    result_doc = '`{"current": <trial or null>, "future": [<trial>, ...]}`'
+    example_args = {"n": 3}
 
     n: TrialCount = Field(1, description="How many future trials to return.")
     start: Annotated[StrictInt, Field(ge=0, le=1_000_000)] = Field(
@@ -199,11 +236,17 @@ class TrialsArgs(CommandArgs):
 class SkipTrialsArgs(CommandArgs):
     """Skip the next `n` trials of the running loop."""
 
+    result_doc = "The trial that is now current (or null)."
+    example_args = {"n": 2}
+
     n: TrialCount = Field(1, description="Number of trials to skip.")
 
 
 class RewindTrialsArgs(CommandArgs):
     """Go back `n` trials in the running loop."""
+
+    result_doc = "The trial that is now current (or null)."
+    example_args = {"n": 1}
 
     n: TrialCount = Field(1, description="Number of trials to go back.")
 
@@ -213,6 +256,9 @@ class SetupWindowArgs(CommandArgs):
 
     Changing size, screen or fullscr reopens the window (only between runs).
     """
+
+    result_doc = "The window's parameters after the change."
+    example_args = {"size": [1024, 768], "fullscr": False, "color": "black", "units": "height"}
 
     size: Optional[tuple[Annotated[StrictInt, Field(ge=1, le=32_768)],
                          Annotated[StrictInt, Field(ge=1, le=32_768)]]] = Field(
@@ -239,15 +285,27 @@ DeviceParams = Annotated[dict[Name, ExpInfoValue], Field(max_length=64)]
 class ListDevicesArgs(CommandArgs):
     """The session's devices: name, class, params (or the experiment that set it up), whether ready."""
 
+    result_doc = "A list of `{name, device_class, params | experiment, ready, class, error}`."
+
 
 class ListAvailableDevicesArgs(CommandArgs):
     """Devices the machine offers, by class (PsychoPy's `DeviceManager.getAvailableDevices`)."""
+
+    result_doc = "Device class to a list of parameter sets, one per device found."
+    example_args = {"device_class": "keyboard"}
 
     device_class: Optional[DeviceClass] = Field(None, description="Only this class; null lists every class.")
 
 
 class AddDeviceArgs(CommandArgs):
     """Set up a device under a name, between runs; it persists across runs and worker restarts."""
+
+    result_doc = "The new device's description (`device_error` with the device's message if it fails)."
+    example_args = {
+        "name": "buttonBox",
+        "device_class": "psychopy.hardware.button.KeyboardButtonBox",
+        "params": {"buttons": ["a", "s", "d", "f"]},
+    }
 
     name: DeviceName
     device_class: DeviceClass
@@ -259,11 +317,17 @@ class AddDeviceArgs(CommandArgs):
 class RemoveDeviceArgs(CommandArgs):
     """Close and forget a session device (between runs)."""
 
+    result_doc = "`true`"
+    example_args = {"name": "buttonBox"}
+
     name: DeviceName
 
 
 class SetupDevicesArgs(CommandArgs):
     """Run an experiment's `setupDevices` once; the devices it creates become session devices."""
+
+    result_doc = "The names of the devices the experiment's `setupDevices` created."
+    example_args = {"key": "stroop_lite"}
 
     key: Name = Field(description="The experiment's key.")
 
@@ -278,11 +342,17 @@ class CheckTimingArgs(CommandArgs):
 class SubscribeArgs(CommandArgs):
     """Receive events of these topics too (new connections get `all`)."""
 
+    result_doc = '`{"topics": [...]}`: the topics now subscribed.'
+    example_args = {"topics": ["runs", "data"]}
+
     topics: Topics = Field(description="Topics to add.")
 
 
 class UnsubscribeArgs(CommandArgs):
     """Stop receiving events of these topics (`all` removes the catch-all, not other topics)."""
+
+    result_doc = '`{"topics": [...]}`: the topics now subscribed.'
+    example_args = {"topics": ["data"]}
 
     topics: Topics = Field(description="Topics to remove.")
 
@@ -290,17 +360,27 @@ class UnsubscribeArgs(CommandArgs):
 class ReplayArgs(CommandArgs):
     """Buffered events with `seq` > since, in the reply (for subscribed topics)."""
 
+    result_doc = ('`{"events": [<event message>, ...], "more": <bool>, "gap": {"from_seq", "to_seq"}}` '
+                  "(`gap` only when events are missing; `more` when the reply was cut at 10000 events).")
+    example_args = {"since": 120}
+
     since: Annotated[StrictInt, Field(ge=0)] = Field(description="Return events after this `seq`.")
 
 
 class ListRunsArgs(CommandArgs):
     """Recent runs seen by this server, newest first."""
 
+    result_doc = "A list of run records, newest first."
+    example_args = {"limit": 10}
+
     limit: Annotated[StrictInt, Field(ge=1, le=1000)] = Field(50, description="At most this many runs.")
 
 
 class GetRunArgs(CommandArgs):
     """One run's record: status, outcome, rows, data files, error."""
+
+    result_doc = "The run record (`not_found` when unknown)."
+    example_args = {"run_id": "20250101T120000-stroop_lite-a1b2c3"}
 
     run_id: Name = Field(description="The run's id.")
 

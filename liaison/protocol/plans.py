@@ -16,6 +16,14 @@ MAX_PLAN_TEXT = 1 << 20
 class PlanStartArgs(CommandArgs):
     """Start a session plan (one at a time); its progress is journalled, so it survives restarts."""
 
+    result_doc = "The plan's state, as `plan_state` gives it; `plan_changed` events follow."
+    example_args = {
+        "toml": ('name = "day 1"\nparticipants = ["P01", "P02"]\n'
+                 '[counterbalance]\nmethod = "latin_square"\n'
+                 '[[experiments]]\nkey = "stroop_lite"\n[[experiments]]\nkey = "rt_demo"\n'),
+        "simulate": {"p_correct": 0.9, "rt_mean": 0.5, "rt_sd": 0.1},
+    }
+
     toml: Optional[Annotated[StrictStr, Field(min_length=1, max_length=MAX_PLAN_TEXT)]] = Field(
         None, description="The plan file's text (TOML). Give this or `plan`.")
     plan: Optional[Plan] = Field(None, description="The plan as an object. Give this or `toml`.")
@@ -32,21 +40,35 @@ class PlanStartArgs(CommandArgs):
 class PlanPauseArgs(CommandArgs):
     """Pause the plan after the run in progress (the run itself goes on to its end)."""
 
+    result_doc = "The plan's state (`pausing` until the run in progress ends, then `paused`)."
+
 
 class PlanContinueArgs(CommandArgs):
     """Continue a paused or stopped plan, or end a break that waits for a controller."""
+
+    result_doc = "The plan's state."
 
 
 class PlanSkipArgs(CommandArgs):
     """Skip the current step: stop its run (data saved) or end its break; when idle, the next step."""
 
+    result_doc = "The plan's state."
+
 
 class PlanCancelArgs(CommandArgs):
     """End the plan: a run in progress is stopped (its data saved); no further step starts."""
 
+    result_doc = "The plan's state."
+
 
 class PlanStateArgs(CommandArgs):
     """The plan: its status, every step (what ran, with which run ids and outcome; what is next)."""
+
+    result_doc = ('`{"plan_id", "name", "status", "cursor", "steps": [<step>, ...], "participants": '
+                  '{<id>: {"runs", "done"}}, "completed_runs", "message", ...}`; each step has '
+                  "`kind` (run or break), `status`, and for runs `participant`, `key`, `exp_info`, `cell` "
+                  '(counterbalancing) and `attempts` (run ids and outcomes). `{"status": "none"}` '
+                  "before any plan.")
 
 
 PLAN_COMMANDS: dict[str, type[CommandArgs]] = {

@@ -22,13 +22,12 @@ from websockets.exceptions import ConnectionClosed
 
 from ..protocol import (
     OBSERVER_COMMANDS, Auth, CloseCode, ErrorCode, Gap, Goodbye, ProtocolError, Request, Welcome, dumps,
-    parse_client_message, reply_error, to_jsonable,
+    parse_client_message, reply_error, reply_text, to_jsonable,
 )
 from .auth import Credentials
 from .clients import ClientInfo, ClientRegistry
 from .commandlog import CommandLog
 from .dispatch import Dispatcher
-from ..protocol.codec import reply_text
 from .hub import Hub, Subscriber
 from .link import error_from_worker
 

@@ -13,8 +13,7 @@ import json
 import time
 from typing import Any, Protocol
 
-from ..protocol import ErrorCode, ProtocolError, Topic
-from ..protocol.codec import RawResult
+from ..protocol import ErrorCode, ProtocolError, RawResult, Topic
 from ..store.runs import RunHistory
 from .clients import ClientRegistry
 from .hub import Hub, Subscriber

@@ -245,10 +245,14 @@ def _rollback(db: sqlite3.Connection) -> None:
 
 
 class Journal:
-    """Append-only store of a session's events, runs and commands; thread-safe."""
+    """Append-only store of a session's events, runs and commands; thread-safe.
+
+    With ``background_checkpoints`` commits never copy the write-ahead log into
+    the database; a thread of its own does, every ``checkpoint_interval`` s.
+    """
 
     def __init__(self, path: str | Path, *, durable: bool = False, readonly: bool = False,
-                 background_checkpoints: bool = False) -> None:
+                 background_checkpoints: bool = False, checkpoint_interval: float = 1.0) -> None:
         self.path = Path(path)
         self.damage = Damage()
         self._lock = threading.Lock()
@@ -279,8 +283,8 @@ class Journal:
         self._checkpointer: threading.Thread | None = None
         self._closing = threading.Event()
         if background_checkpoints and not readonly:
-            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="journal-checkpoint",
-                                                  daemon=True)
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(checkpoint_interval,),
+                                                  name="journal-checkpoint", daemon=True)
             self._checkpointer.start()
 
     @classmethod
@@ -288,8 +292,8 @@ class Journal:
         """The journal at ``data_dir/journal.sqlite``, with the same ``options`` as the constructor."""
         return cls(Path(data_dir) / JOURNAL_FILE, **options)
 
-    def _checkpoint_loop(self, interval: float = 1.0) -> None:
-        """Copy the write-ahead log into the database now and then, from a connection of its own.
+    def _checkpoint_loop(self, interval: float) -> None:
+        """Copy the write-ahead log into the database every ``interval`` s, from a connection of its own.
 
         A PASSIVE checkpoint never blocks the writer, so appends stay a log
         write; without this, SQLite checkpoints inside a commit every ~4 MB.

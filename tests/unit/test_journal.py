@@ -156,14 +156,15 @@ def test_without_the_events_anywhere_the_client_is_told_of_the_gap():
 def test_background_checkpoints_copy_the_log_so_the_writer_never_has_to(tmp_path):
     import time as clock
 
-    journal = Journal.in_dir(tmp_path, background_checkpoints=True)
+    # A short interval so the copy shows in milliseconds; the server uses the default (1 s).
+    journal = Journal.in_dir(tmp_path, background_checkpoints=True, checkpoint_interval=0.02)
     assert journal._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0, "commits never checkpoint"
     database = tmp_path / "journal.sqlite"
     before = database.stat().st_size
     published(journal, [Annotated(run_id=None, text="x" * 2000) for _ in range(3000)], batch=100)
     deadline = clock.monotonic() + 10
     while clock.monotonic() < deadline and database.stat().st_size < 5_000_000:
-        clock.sleep(0.2)
+        clock.sleep(0.01)
     assert before < 100_000 <= 5_000_000 <= database.stat().st_size, "the log was copied in the background"
     journal.close()
     assert not (tmp_path / "journal.sqlite-wal").exists(), "a clean close leaves no log behind"

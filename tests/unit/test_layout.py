@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -16,11 +17,17 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+@functools.lru_cache(maxsize=None)
+def syntax_tree(path: Path) -> ast.Module:
+    """``path`` parsed once for every test here (nothing in it is modified)."""
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
 def imports(path: Path, top_level_only: bool) -> set[str]:
     """Modules of ours that ``path`` imports (at import time only, when ``top_level_only``)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = syntax_tree(path)
     nodes = []
     if top_level_only:  # module body, including `if TYPE_CHECKING:` and try/except blocks at that level
         stack = list(tree.body)

@@ -51,6 +51,10 @@ def test_every_module_is_in_the_wheel(wheel):
     assert sorted(m for m in modules if m not in names) == []
 
 
+def test_the_protocol_doc_template_is_in_the_wheel(wheel):
+    assert "liaison/protocol/protocol.template.md" in wheel.namelist(), "markdown_doc() reads it"
+
+
 def test_every_dashboard_file_is_in_the_wheel_under_liaison_web(wheel):
     names = set(wheel.namelist())
     web = ["liaison/web/" + p.relative_to(PROJECT / "web").as_posix() for p in files_under(PROJECT / "web")]

@@ -21,7 +21,9 @@ from liaison.protocol import (
     ProtocolError, Reply, Request, Topic, Welcome, dumps, error_code_for, event_json, event_message,
     parse_client_message, parse_server_message, reply_error, reply_ok, required_role, to_jsonable,
 )
-from liaison.protocol.schema import EXAMPLE_ARGS, example_messages, json_schema, markdown_doc
+from liaison.protocol.examples import example_messages
+from liaison.protocol.markdown import markdown_doc
+from liaison.protocol.schema import json_schema
 from session import errors as session_errors
 from session import events as session_events
 
@@ -240,7 +242,7 @@ def test_roles_table():
 @pytest.mark.parametrize("cmd", sorted(COMMANDS))
 def test_every_command_round_trips(cmd):
     for request_id in (1, "abc", -(2**63), "x" * 64):
-        args = COMMANDS[cmd].model_validate(EXAMPLE_ARGS.get(cmd, {}))
+        args = COMMANDS[cmd].model_validate(COMMANDS[cmd].example_args)
         original = REQUEST_MODELS[cmd](id=request_id, args=args)
         text = dumps(original)
         parsed = parse_client_message(text)
@@ -472,7 +474,7 @@ def test_check_mode_reports_drift(tmp_path, capsys):
 
 
 def test_protocol_imports_nothing_heavy():
-    code = ("import sys, liaison.protocol, liaison.protocol.schema; "
+    code = ("import sys, liaison.protocol, liaison.protocol.schema, liaison.protocol.markdown; "
             "print(sorted(m for m in ('psychopy', 'websockets', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True,
                          check=True)

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from liaison.protocol import (
@@ -15,8 +15,10 @@ from liaison.protocol import (
 )
 from liaison.protocol.schema import json_schema
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-FEW = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The budget is the profile's (tests/unit/conftest.py): 100 examples, 300 with HYPOTHESIS_PROFILE=thorough
+# as CI runs it; tests whose examples cost more (whole valid requests) get half.
+FUZZ = settings(settings.default)
+FEW = settings(settings.default, max_examples=settings.default.max_examples // 2)
 
 
 def parse_or_error(raw: Any) -> Auth | Request | ProtocolError:

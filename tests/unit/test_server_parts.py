@@ -297,7 +297,7 @@ def test_dispatch_refuses_runs_while_storage_fails_and_pages_replays(parts):
         client_id, role, name = "c", "controller", None
         subscriber = type("S", (), {"topics": {"all"}})()
 
-    from liaison.protocol.codec import reply_text
+    from liaison.protocol import reply_text
 
     page = json.loads(reply_text(1, dispatcher.start(Caller, "replay", {"since": 0})))["result"]
     assert page["more"] and 1 <= len(page["events"]) < 30 and page["next_since"] == page["events"][-1]["seq"]
