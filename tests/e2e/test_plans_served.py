@@ -202,6 +202,8 @@ def test_plan_commands_pause_continue_skip_cancel_and_bad_plans(tmp_path):
                     raise AssertionError(f"plan accepted: {text!r}")
             plan = ('name = "controls"\nparticipants = ["a", "b", "c"]\n'
                     '[[experiments]]\nkey = "rt_demo"\nexp_info = { n_trials = 40 }\n'
+                    # a's run is skipped and c's cancelled below: long enough to be found running
+                    '[participant_info.a]\nn_trials = 100000\n[participant_info.c]\nn_trials = 100000\n'
                     '[between_participants]\nkind = "continue"\nmessage = "next!"\n')
             client.plan_start(plan)
             try:
