@@ -37,7 +37,7 @@ from pathlib import Path
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-RECORDING = Path(__file__).resolve().parent / "data" / "rt_demo_run.jsonl"
+RECORDING = Path(__file__).resolve().parent / "recordings" / "rt_demo_run.jsonl"
 LOG_LIMIT = 20_000  # events kept per booth for replays (older ones: a gap, like a booth without journal)
 
 
