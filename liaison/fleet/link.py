@@ -17,6 +17,8 @@ import logging
 import time
 
 from ..client import AsyncClient, LiaisonError, Unauthorized
+from ..protocol.client import Event
+from .client import BufferOverflow, FleetClient
 from .config import BoothConfig
 from .model import FleetModel
 from .store import Ingest
@@ -25,24 +27,7 @@ from .writer import StoreWriter
 log = logging.getLogger("liaison.fleet")
 HEARTBEAT = 5.0  # s between pings (and trial queries while running)
 TRIALS_LOOKAHEAD = 10_000
-FAIR_SHARE = 256  # events handled before letting other tasks run
 COMMAND_TIMEOUT = 60.0  # s: a run's start loads the experiment first
-
-
-class FleetClient(AsyncClient):
-    """An AsyncClient that keeps no per-run history of events.
-
-    The plain client remembers every event of every run (for ``AsyncRun``); a
-    fleet follows booths for weeks, so it hands each event on and forgets it:
-    memory stays bounded however many runs go by.
-    """
-
-    def _on_event(self, event) -> None:
-        # The protocol core has already dropped events seen before (the replay overlap after a reconnect).
-        if self._backlog is not None:
-            self._backlog.append(event)
-        for queue in self._queues:
-            queue.put_nowait(event)
 
 
 class Resync(Exception):
@@ -65,6 +50,7 @@ class BoothLink:
         self._stopped = False
         self._task: asyncio.Task | None = None
         self._trial_total: tuple[str, int | None] | None = None
+        self._outcome: asyncio.Future | None = None  # how the current connection's feed ends
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> asyncio.Task:
@@ -130,9 +116,21 @@ class BoothLink:
         if self.writer.full:
             await self.writer.drained()
         since = await self._since(self.session_id)
+        outcome = self._outcome = asyncio.get_running_loop().create_future()
+        try:
+            await self._feed(since, outcome)
+        finally:
+            if outcome.done() and not outcome.cancelled():
+                outcome.exception()  # retrieved: it was raised, or this connection failed before its feed
+            else:
+                outcome.cancel()
+
+    async def _feed(self, since: int | None, outcome: asyncio.Future) -> None:
         client = FleetClient(self.booth.url, self.booth.token, role=self.booth.role, name="liaison-fleet",
                              since=since, reconnect=True, reconnect_for=3600.0, timeout=10.0,
-                             fingerprint=self.booth.fingerprint, ca_file=self.booth.ca_file)
+                             fingerprint=self.booth.fingerprint, ca_file=self.booth.ca_file,
+                             on_end=lambda: self._end(LiaisonError("connection to the booth lost",
+                                                                   code="connection_lost")))
         self.client = client
         await client.connect()
         session_id = client.hello.get("session_id")
@@ -145,11 +143,22 @@ class BoothLink:
                 raise Resync()
         self.queued_seq = since
         self._welcome(client)
+        try:
+            client.attach(self._take)
+        except BufferOverflow as exc:
+            log.warning("booth %s: %s; starting over from the store's cursor", self.name, exc)
+            raise Resync() from None
         heart = asyncio.get_running_loop().create_task(self._heartbeat(client))
         try:
-            await self._consume(client)
+            await outcome  # raises how the feed ended: Resync, or the connection lost for good
         finally:
             heart.cancel()
+
+    def _end(self, why: Exception) -> None:
+        """End the current connection's feed (first reason wins); ``_follow`` raises it."""
+        outcome = self._outcome
+        if outcome is not None and not outcome.done():
+            outcome.set_exception(why)
 
     def _welcome(self, client: AsyncClient) -> None:
         welcome = client.welcome or {}
@@ -158,33 +167,38 @@ class BoothLink:
         self.model.snapshot(self.name, welcome.get("state") or {}, self.session_id)
         self.model.contact(self.name, "connected")
 
-    async def _consume(self, client: AsyncClient) -> None:
-        writer, name, model = self.writer, self.name, self.model
-        handled = 0
-        async for event in client.events():
-            handled += 1
-            if handled % FAIR_SHARE == 0:
-                # A queue that is never empty (a long replay) would never let go of the loop:
-                # give the other booths, the pings and the dashboards their turn.
-                await asyncio.sleep(0)
-            if client.welcome is not self._welcomed:  # the client reconnected by itself
-                if (client.hello or {}).get("session_id") != self.session_id:
-                    raise Resync()
-                self._welcome(client)
-            if event.event == "gap":
+    def _take(self, events: list[Event]) -> None:
+        """One frame's events (on the loop, as read): queue them for the store, update the tile."""
+        outcome, client = self._outcome, self.client
+        if outcome is None or outcome.done() or client is None:
+            return  # this feed is ending: what it still delivers is asked for again on the next one
+        if client.welcome is not self._welcomed:  # the client reconnected by itself
+            if (client.hello or {}).get("session_id") != self.session_id:
+                self._end(Resync())
+                return
+            self._welcome(client)
+        writer, name, model, session_id = self.writer, self.name, self.model, self.session_id
+        snapshot_seq = self._snapshot_seq
+        items = []
+        for event in events:
+            kind = event.event
+            if kind == "gap":
                 model.alert(name, "gap", f"the booth no longer has events {event.data.get('from_seq')}.."
                                          f"{event.data.get('to_seq')}: they are missing from the store")
                 continue
-            writer.put(Ingest(name, self.session_id, event.seq, event.event, event.time, event.data))
-            self.queued_seq = event.seq
-            if event.seq > self._snapshot_seq:
-                model.event(name, event.event, event.seq, event.time, event.data)
-            if writer.full:
-                log.warning("booth %s: the store is behind (%d queued); pausing this booth's feed",
-                            name, writer.backlog)
-                raise Resync()
-        if not self._stopped:
-            raise LiaisonError("connection to the booth lost", code="connection_lost")
+            if kind == "alert":  # out of band (no seq of its own): shown, not stored
+                model.alert(name, "booth", str(event.data.get("message") or event.data.get("code")))
+                continue
+            items.append(Ingest(name, session_id, event.seq, kind, event.time, event.data))
+            if event.seq > snapshot_seq:
+                model.event(name, kind, event.seq, event.time, event.data)
+        if items:
+            writer.put_many(items)
+            self.queued_seq = items[-1].seq
+        if writer.full:
+            log.warning("booth %s: the store is behind (%d queued); pausing this booth's feed",
+                        name, writer.backlog)
+            self._end(Resync())
 
     async def _heartbeat(self, client: AsyncClient) -> None:
         """Ping (last contact) and, while a run goes on, ask which trial it is on."""

@@ -19,12 +19,13 @@ participant: ``SELECT * FROM trial_rows WHERE experiment = 'rt_demo'``.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from pydantic_core import to_json
 
 END_STATUS = {"run_finished": "finished", "run_failed": "failed", "run_recovered": "recovered"}
 ROW_EVENT = "data_rows"
@@ -114,12 +115,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
-
-
 def dumps(value: Any) -> str:
-    """Compact JSON; what JSON cannot hold (a date, a numpy scalar) becomes its text."""
-    return _ENCODER.encode(value)
+    """Compact JSON, keys in their order; NaN and infinities become null (as a booth sends them),
+    what JSON cannot hold (a numpy scalar, an object) its text.
+
+    ``pydantic_core.to_json`` is about five times faster than ``json.dumps`` on a trial row, and
+    every row the fleet stores goes through here.
+    """
+    return to_json(value, inf_nan_mode="null", fallback=str).decode()
 
 
 class Store:
@@ -358,6 +361,7 @@ class PostgresStore(Store):
                 cur.execute(f"ALTER TABLE {stage} ALTER COLUMN {column} TYPE TEXT")
             self._staged.add(stage)
         names = ", ".join(columns)
+        text = copy_text(rows)  # formatted once: psycopg's write_row costs three times as much per row
         # Most batches hold nothing stored before: COPY straight into the table. Only when that
         # meets a row already there (a replay) do the rows go through the staging table and skip it.
         import psycopg
@@ -365,16 +369,34 @@ class PostgresStore(Store):
         try:
             with self.conn.transaction():  # a savepoint: a duplicate undoes only this attempt
                 with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
+                    copy.write(text)
             return
         except psycopg.errors.UniqueViolation:
             pass
         with cur.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+            copy.write(text)
         select = ", ".join(f"{c}::json" if c in json_columns else c for c in columns)
         cur.execute(f"INSERT INTO {table} ({names}) SELECT {select} FROM {stage} ON CONFLICT DO NOTHING")
+
+
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if value.__class__ is str:
+        # COPY's text format: a backslash starts an escape, tab and newline end a field and a row.
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    if value.__class__ is float:
+        return repr(value)  # shortest round-trip text: the same double in PostgreSQL
+    if value.__class__ is bool:
+        return "t" if value else "f"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return _copy_value(str(value))
+
+
+def copy_text(rows: Iterable[tuple]) -> str:
+    """Rows in COPY's text format (tab-separated, ``\\N`` for NULL, escaped text), one line each."""
+    return "".join(["\t".join([_copy_value(v) for v in row]) + "\n" for row in rows])
 
 
 class _PgTransaction:

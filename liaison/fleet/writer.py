@@ -64,9 +64,14 @@ class StoreWriter:
         return self._backlog >= MAX_BACKLOG
 
     def put(self, item: Ingest) -> None:
+        self.put_many((item,))
+
+    def put_many(self, items) -> None:
+        """Queue events for the store (one lock and one wake-up for a whole frame's events)."""
+        added = sum(map(weight, items))
         with self._cond:
-            self._queue.append(item)
-            self._backlog += weight(item)
+            self._queue.extend(items)
+            self._backlog += added
             self._cond.notify()
 
     async def call(self, fn, *args):
@@ -107,13 +112,13 @@ class StoreWriter:
     def _run(self) -> None:
         delay = 0.1
         batch: list[Ingest] = []
+        weight_taken = 0
         while True:
             with self._cond:
                 while not self._queue and not self._calls and not batch and not self._stopping:
                     self._cond.wait()
                 calls = list(self._calls)
                 self._calls.clear()
-                weight_taken = sum(weight(i) for i in batch)
                 while self._queue and weight_taken < BATCH_ROWS:
                     item = self._queue.popleft()
                     batch.append(item)
@@ -159,8 +164,8 @@ class StoreWriter:
             self.events_written += len(batch)
             self.commits += 1
             with self._cond:
-                self._backlog -= sum(weight(i) for i in batch)
-            batch = []
+                self._backlog -= weight_taken
+            batch, weight_taken = [], 0
             if self.on_commit is not None:
                 try:
                     self.loop.call_soon_threadsafe(self.on_commit, stored)

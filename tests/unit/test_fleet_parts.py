@@ -117,13 +117,37 @@ def test_model_raises_silent_and_stalled_alerts_once():
 
 
 def test_the_fleet_client_forgets_events_once_handed_on():
-    """A fleet follows booths for weeks: its client must not keep every run's events (AsyncClient does)."""
-    from liaison.fleet.link import FleetClient
+    """A fleet follows booths for weeks: its client hands each frame's events on and keeps none (AsyncClient does)."""
+    from liaison.fleet.client import FleetClient
 
     client = FleetClient("ws://127.0.0.1:1/", "t", since=0)
     frame = [{"v": 1, "type": "event", "seq": seq, "event": "data_rows", "time": 0.0,
               "data": {"run_id": f"r{seq % 7}", "rows": [{}]}} for seq in range(1, 1001)]
-    client._on_frame(json.dumps(frame))
+    client._on_frame(json.dumps(frame[:10]))  # before the link is ready: kept for it
+    handed: list[list] = []
+    client.attach(handed.append)
+    client._on_frame(json.dumps(frame[10:]))
     client._on_frame(json.dumps(frame[499]))  # a replayed one: dropped
-    assert client._run_events == {}
-    assert len(client._backlog) == 1000 and client.last_seq == 1000
+    assert [len(batch) for batch in handed] == [10, 990]
+    assert [e.seq for batch in handed for e in batch] == list(range(1, 1001))
+    assert client._run_events == {} and client._early == [] and client.last_seq == 1000
+
+
+def test_the_fleet_client_says_when_it_could_not_keep_early_events(monkeypatch):
+    from liaison.fleet import client as fleet_client
+
+    monkeypatch.setattr(fleet_client, "EARLY_EVENTS", 5)
+    client = fleet_client.FleetClient("ws://127.0.0.1:1/", "t", since=0)
+    client._on_frame(json.dumps([{"v": 1, "type": "event", "seq": seq, "event": "status", "time": 0.0,
+                                  "data": {}} for seq in range(1, 7)]))
+    with pytest.raises(fleet_client.BufferOverflow):
+        client.attach(lambda events: None)
+
+
+def test_the_fleet_client_refuses_a_frame_that_is_not_json():
+    from liaison.fleet.client import FleetClient
+    from liaison.protocol import ProtocolError
+
+    client = FleetClient("ws://127.0.0.1:1/", "t", since=0)
+    with pytest.raises(ProtocolError, match="invalid JSON"):
+        client._on_frame('{"v": 1, "type": "event", "seq": ')
