@@ -114,6 +114,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
 def postgres_pids(cluster: PostgresCluster | None) -> list[int]:
     """The postmaster and all its children (backends, writer, WAL writer...)."""
     if cluster is None:
@@ -122,15 +135,7 @@ def postgres_pids(cluster: PostgresCluster | None) -> list[int]:
         postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError):
         return []
-    pids = [postmaster]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
-                    pids.append(int(entry.name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return pids
+    return [postmaster, *children(postmaster)]
 
 
 def cpu_of(groups: dict[str, list[int]]) -> dict[str, float]:
@@ -190,10 +195,14 @@ def one_size(base_url: str, booths: int, rate: float, warmup: float, window: flo
         wait(lambda: stats(port)["dashboards"] == 1, 30, "the dashboard")
         sim.send_signal(signal.SIGUSR1)
         time.sleep(warmup)  # the warm-up is a duration, not a condition
-        groups = {"fleet": [fleet.pid], "simulator": [sim.pid], "postgresql": postgres_pids(cluster)}
+        # The fleet's CPU includes its store writer process.
+        groups = {"fleet": [fleet.pid, *children(fleet.pid)], "simulator": [sim.pid],
+                  "postgresql": postgres_pids(cluster)}
         s0, c0, d0, t0 = stats(port), rows_in(url), (dashboard.updates, dashboard.tiles), time.monotonic()
         cpu0 = cpu_of(groups)
-        spies = profilers(spy, {"fleet": fleet.pid, "simulator": sim.pid}, window, profile_dir or work, booths)
+        spied = {"fleet": fleet.pid, "simulator": sim.pid, **{f"fleet-child{i}": pid for i, pid in
+                                                                enumerate(children(fleet.pid))}}
+        spies = profilers(spy, spied, window, profile_dir or work, booths)
         time.sleep(window)
         s1, c1, d1, t1 = stats(port), rows_in(url), (dashboard.updates, dashboard.tiles), time.monotonic()
         cpu1 = cpu_of(groups)

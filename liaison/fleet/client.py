@@ -19,15 +19,20 @@ silently.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, Callable
 
 from pydantic_core import from_json
+from websockets.exceptions import ConnectionClosed
 
 from ..client import AsyncClient
 from ..protocol import ProtocolError
 from ..protocol.client import ClientCore, Event, Reply
 from ..protocol.errors import ErrorCode
-from ..client.errors import error_from_body
+from ..client.errors import ConnectionLost, error_from_body
+
+log = logging.getLogger("liaison.client")
 
 EARLY_EVENTS = 50_000  # events buffered before a sink is attached (a replay's first pages)
 Sink = Callable[[list[Event]], None]
@@ -71,6 +76,8 @@ class FleetClient(AsyncClient):
         self._overflow = False
         self._on_end = on_end
         self._backlog = None  # the base class's per-consumer backlog: this client has no consumers
+        self._gate = asyncio.Event()
+        self._gate.set()
 
     def attach(self, sink: Sink) -> None:
         """Hand events to ``sink`` from now on, starting with those that arrived since connect.
@@ -83,6 +90,35 @@ class FleetClient(AsyncClient):
         self._sink = sink
         if early:
             sink(early)
+
+    def hold(self) -> None:
+        """Stop taking frames from the booth: websockets' own flow control then stops reading the
+        socket (after ``max_queue`` frames), TCP pushes back, and the booth keeps the rest."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        """Take frames from the booth again."""
+        self._gate.set()
+
+    async def _read_forever(self) -> None:
+        # AsyncClient's reader, with the gate: the same reconnect and end-of-stream handling.
+        while True:
+            try:
+                async for raw in self._ws:
+                    if not self._gate.is_set():
+                        await self._gate.wait()
+                    self._on_frame(raw)
+            except ConnectionClosed:
+                pass
+            except ProtocolError as exc:
+                log.error("dropping the connection: %s", exc.message)
+                await self._ws.close()
+            self._connected.clear()
+            _, worth_retrying = self.core.connection_lost()
+            self._fail_pending(ConnectionLost("connection lost before the reply arrived"))
+            if self._closed or not self.reconnect or not worth_retrying or not await self._reconnect():
+                self._end_streams()
+                return
 
     def _on_frame(self, raw: str | bytes) -> None:
         events: list[Event] = []

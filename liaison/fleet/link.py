@@ -5,9 +5,11 @@ booth for every event after the last one the store holds for that booth's
 session (``since``), so neither a dropped connection, a restarted booth nor a
 restarted fleet service loses or repeats anything: what was stored is the
 cursor, and the store ignores what it already has. When the store's backlog
-is full the link lets go of the booth and comes back, from the last event it
-queued, once the store has caught up — the booth keeps everything in its
-journal meanwhile, so memory here stays bounded.
+is full the link stops reading from the booth until the store has caught up
+(TCP pushes back on the booth, which keeps everything in its journal and, if
+it must, drops the fleet's connection: the next one replays what was
+missed), so memory here stays bounded and an overloaded store is not made
+slower by every booth replaying at once.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class BoothLink:
         self._task: asyncio.Task | None = None
         self._trial_total: tuple[str, int | None] | None = None
         self._outcome: asyncio.Future | None = None  # how the current connection's feed ends
+        self._held = False  # not reading from the booth until the store catches up
+        self._release: asyncio.Task | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> asyncio.Task:
@@ -59,6 +63,8 @@ class BoothLink:
 
     async def stop(self) -> None:
         self._stopped = True
+        if self._release is not None:
+            self._release.cancel()
         if self.client is not None:
             await self.client.close()
         if self._task is not None:
@@ -98,18 +104,23 @@ class BoothLink:
             await asyncio.sleep(delay)
             delay = min(max(delay, 0.2) * 2, 5.0)
 
+    def restart_feed(self) -> None:
+        """The store lost what was in flight (its writer process died): resume from what it holds."""
+        self.queued_seq = None
+        self._end(Resync())
+
     # --- following a booth ----------------------------------------------------------------------
     async def _since(self, session_id: str | None) -> int | None:
         """Where to resume for ``session_id`` (None: the booth's latest session in the store)."""
         if session_id is not None and session_id == self.session_id and self.queued_seq is not None:
             return self.queued_seq
         if session_id is None:
-            latest = await self.writer.call(self.writer.store.latest_session, self.name)
+            latest = await self.writer.call("latest_session", self.name)
             if latest is None:
                 return 0
             self.session_id, self.queued_seq = latest
             return latest[1]
-        cursors = await self.writer.call(self.writer.store.cursors, self.name)
+        cursors = await self.writer.call("cursors", self.name)
         return cursors.get(session_id, 0)
 
     async def _follow(self) -> None:
@@ -195,15 +206,29 @@ class BoothLink:
         if items:
             writer.put_many(items)
             self.queued_seq = items[-1].seq
-        if writer.full:
-            log.warning("booth %s: the store is behind (%d queued); pausing this booth's feed",
+        if writer.full and not self._held:
+            # Stop reading this booth until the store catches up: the booth keeps what we do not read
+            # (and, if it must, lets us go: the next connection replays it), so nothing piles up here.
+            log.warning("booth %s: the store is behind (%d queued); holding this booth's feed",
                         name, writer.backlog)
-            self._end(Resync())
+            self._held = True
+            client.hold()
+            self._release = asyncio.get_running_loop().create_task(self._release_when_drained(client))
+
+    async def _release_when_drained(self, client: FleetClient) -> None:
+        try:
+            await self.writer.drained()
+        finally:
+            self._held = False
+            if self.client is client:
+                client.release()
 
     async def _heartbeat(self, client: AsyncClient) -> None:
         """Ping (last contact) and, while a run goes on, ask which trial it is on."""
         while True:
             await asyncio.sleep(HEARTBEAT)
+            if self._held:
+                continue  # its answer would wait behind the frames we are not reading
             try:
                 await client.ping()
                 self.model.contact(self.name, "connected")

@@ -38,7 +38,7 @@ from .config import FleetConfig
 from .front import FleetFront
 from .link import BoothLink
 from .model import FleetModel
-from .store import Store, open_store, redact
+from .store import redact
 from .writer import StoreWriter
 
 log = logging.getLogger("liaison.fleet")
@@ -94,11 +94,10 @@ class Dashboard:
 
 
 class FleetService:
-    """Everything ``liaison fleet`` runs, in one event loop (plus the store's writer thread)."""
+    """Everything ``liaison fleet`` runs, in one event loop (plus the store's writer process)."""
 
-    def __init__(self, config: FleetConfig, store: Store | None = None) -> None:
+    def __init__(self, config: FleetConfig) -> None:
         self.config = config
-        self.store = store
         self.model = FleetModel(config.booth, silent_after=config.fleet.silent_after,
                                 stall_after=config.fleet.stall_after)
         self.links: dict[str, BoothLink] = {}
@@ -113,12 +112,12 @@ class FleetService:
     async def serve(self, install_signals: bool = False) -> None:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        if self.store is None:
-            url = self.config.store_url()
-            self.store = await self.loop.run_in_executor(None, open_store, url)
-            log.info("store: %s", redact(url))
-        self.writer = StoreWriter(self.store, self.loop, on_commit=self._on_commit,
-                                  on_error=lambda message: self.model.alert("*", "store", message))
+        url = self.config.store_url()
+        self.writer = StoreWriter(url, self.loop, on_commit=self._on_commit,
+                                  on_error=lambda message: self.model.alert("*", "store", message),
+                                  on_restart=self._store_restarted)
+        await self.writer.start()
+        log.info("store: %s", redact(url))
         for booth in self.config.booth:
             link = BoothLink(booth, self.model, self.writer)
             self.links[booth.name] = link
@@ -140,11 +139,15 @@ class FleetService:
             for task in background:
                 task.cancel()
             await asyncio.gather(*(link.stop() for link in self.links.values()), return_exceptions=True)
-            await self.loop.run_in_executor(None, self.writer.stop)
+            await self.writer.stop()
 
     def request_stop(self) -> None:
         if self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
+
+    def _store_restarted(self) -> None:
+        for link in self.links.values():
+            link.restart_feed()
 
     def _on_commit(self, stored: dict[str, int]) -> None:
         for name, seq in stored.items():
