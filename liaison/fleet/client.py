@@ -35,7 +35,7 @@ from ..client.errors import ConnectionLost, error_from_body
 log = logging.getLogger("liaison.client")
 
 EARLY_EVENTS = 50_000  # events buffered before a sink is attached (a replay's first pages)
-Sink = Callable[[list[Event]], None]
+Sink = Callable[[list[Event], int], None]  # a frame's events, and the frame's length
 
 
 class BufferOverflow(Exception):
@@ -73,6 +73,7 @@ class FleetClient(AsyncClient):
         self.core = FleetCore(token, role=role, name=name or "liaison-fleet", last_seq=since)
         self._sink: Sink | None = None
         self._early: list[Event] = []
+        self._early_bytes = 0
         self._overflow = False
         self._on_end = on_end
         self._backlog = None  # the base class's per-consumer backlog: this client has no consumers
@@ -89,7 +90,8 @@ class FleetClient(AsyncClient):
         early, self._early = self._early, []
         self._sink = sink
         if early:
-            sink(early)
+            sink(early, self._early_bytes)
+        self._early_bytes = 0
 
     def hold(self) -> None:
         """Stop taking frames from the booth: websockets' own flow control then stops reading the
@@ -135,9 +137,10 @@ class FleetClient(AsyncClient):
         if not events:
             return
         if self._sink is not None:
-            self._sink(events)
+            self._sink(events, len(raw))
         elif len(self._early) + len(events) <= EARLY_EVENTS:
             self._early.extend(events)
+            self._early_bytes += len(raw)
         else:
             self._overflow = True
 

@@ -104,11 +104,6 @@ class BoothLink:
             await asyncio.sleep(delay)
             delay = min(max(delay, 0.2) * 2, 5.0)
 
-    def restart_feed(self) -> None:
-        """The store lost what was in flight (its writer process died): resume from what it holds."""
-        self.queued_seq = None
-        self._end(Resync())
-
     # --- following a booth ----------------------------------------------------------------------
     async def _since(self, session_id: str | None) -> int | None:
         """Where to resume for ``session_id`` (None: the booth's latest session in the store)."""
@@ -178,8 +173,9 @@ class BoothLink:
         self.model.snapshot(self.name, welcome.get("state") or {}, self.session_id)
         self.model.contact(self.name, "connected")
 
-    def _take(self, events: list[Event]) -> None:
-        """One frame's events (on the loop, as read): queue them for the store, update the tile."""
+    def _take(self, events: list[Event], size: int) -> None:
+        """One frame's events (``size`` bytes of JSON; on the loop, as read): queue them for the store,
+        update the tile."""
         outcome, client = self._outcome, self.client
         if outcome is None or outcome.done() or client is None:
             return  # this feed is ending: what it still delivers is asked for again on the next one
@@ -190,6 +186,7 @@ class BoothLink:
             self._welcome(client)
         writer, name, model, session_id = self.writer, self.name, self.model, self.session_id
         snapshot_seq = self._snapshot_seq
+        share = size // len(events) + 1  # each event's part of the frame, for the backlog's byte bound
         items = []
         for event in events:
             kind = event.event
@@ -200,7 +197,7 @@ class BoothLink:
             if kind == "alert":  # out of band (no seq of its own): shown, not stored
                 model.alert(name, "booth", str(event.data.get("message") or event.data.get("code")))
                 continue
-            items.append(Ingest(name, session_id, event.seq, kind, event.time, event.data))
+            items.append(Ingest(name, session_id, event.seq, kind, event.time, event.data, share))
             if event.seq > snapshot_seq:
                 model.event(name, kind, event.seq, event.time, event.data)
         if items:

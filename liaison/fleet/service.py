@@ -38,7 +38,7 @@ from .config import FleetConfig
 from .front import FleetFront
 from .link import BoothLink
 from .model import FleetModel
-from .store import redact
+from .store import open_store, redact
 from .writer import StoreWriter
 
 log = logging.getLogger("liaison.fleet")
@@ -94,7 +94,7 @@ class Dashboard:
 
 
 class FleetService:
-    """Everything ``liaison fleet`` runs, in one event loop (plus the store's writer process)."""
+    """Everything ``liaison fleet`` runs, in one event loop (plus the store's writer thread)."""
 
     def __init__(self, config: FleetConfig) -> None:
         self.config = config
@@ -113,11 +113,10 @@ class FleetService:
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         url = self.config.store_url()
-        self.writer = StoreWriter(url, self.loop, on_commit=self._on_commit,
-                                  on_error=lambda message: self.model.alert("*", "store", message),
-                                  on_restart=self._store_restarted)
-        await self.writer.start()
+        store = await self.loop.run_in_executor(None, open_store, url)
         log.info("store: %s", redact(url))
+        self.writer = StoreWriter(store, self.loop, on_commit=self._on_commit,
+                                  on_error=lambda message: self.model.alert("*", "store", message))
         for booth in self.config.booth:
             link = BoothLink(booth, self.model, self.writer)
             self.links[booth.name] = link
@@ -139,15 +138,11 @@ class FleetService:
             for task in background:
                 task.cancel()
             await asyncio.gather(*(link.stop() for link in self.links.values()), return_exceptions=True)
-            await self.writer.stop()
+            await self.loop.run_in_executor(None, self.writer.stop)
 
     def request_stop(self) -> None:
         if self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
-
-    def _store_restarted(self) -> None:
-        for link in self.links.values():
-            link.restart_feed()
 
     def _on_commit(self, stored: dict[str, int]) -> None:
         for name, seq in stored.items():

@@ -45,6 +45,7 @@ class Ingest:
     event: str
     time: float
     data: dict[str, Any]
+    size: int = 0  # bytes of JSON it arrived as (bounds the writer's backlog in bytes)
 
 
 # --- schema ----------------------------------------------------------------------------------

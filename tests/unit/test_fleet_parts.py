@@ -125,7 +125,7 @@ def test_the_fleet_client_forgets_events_once_handed_on():
               "data": {"run_id": f"r{seq % 7}", "rows": [{}]}} for seq in range(1, 1001)]
     client._on_frame(json.dumps(frame[:10]))  # before the link is ready: kept for it
     handed: list[list] = []
-    client.attach(handed.append)
+    client.attach(lambda events, size: handed.append(events))
     client._on_frame(json.dumps(frame[10:]))
     client._on_frame(json.dumps(frame[499]))  # a replayed one: dropped
     assert [len(batch) for batch in handed] == [10, 990]
@@ -141,7 +141,7 @@ def test_the_fleet_client_says_when_it_could_not_keep_early_events(monkeypatch):
     client._on_frame(json.dumps([{"v": 1, "type": "event", "seq": seq, "event": "status", "time": 0.0,
                                   "data": {}} for seq in range(1, 7)]))
     with pytest.raises(fleet_client.BufferOverflow):
-        client.attach(lambda events: None)
+        client.attach(lambda events, size: None)
 
 
 def test_the_fleet_client_refuses_a_frame_that_is_not_json():
@@ -151,3 +151,47 @@ def test_the_fleet_client_refuses_a_frame_that_is_not_json():
     client = FleetClient("ws://127.0.0.1:1/", "t", since=0)
     with pytest.raises(ProtocolError, match="invalid JSON"):
         client._on_frame('{"v": 1, "type": "event", "seq": ')
+
+
+def test_a_link_holds_its_booth_while_the_store_is_behind_and_reads_again_once_it_caught_up(tmp_path, monkeypatch):
+    """Backpressure, not reconnects: a full backlog stops reading from the booth until the store caught up."""
+    import asyncio
+
+    from liaison.fleet import writer as fleet_writer
+    from liaison.fleet.client import FleetClient
+    from liaison.fleet.link import BoothLink
+    from liaison.protocol.client import Event
+
+    monkeypatch.setattr(fleet_writer, "MAX_BACKLOG", 8)
+    config = parse_config({"booth": [{"name": "b1", "url": "ws://127.0.0.1:1/"}]})
+    model = FleetModel(config.booth)
+
+    async def scenario():
+        store = open_store(tmp_path / "fleet.sqlite")
+        writer = fleet_writer.StoreWriter(store, asyncio.get_running_loop())
+        link = BoothLink(config.booth[0], model, writer)
+        link.client = FleetClient("ws://127.0.0.1:1/", "t", since=0)
+        link.session_id = "s1"
+        link._outcome = asyncio.get_running_loop().create_future()
+        rows = [Event(seq, "data_rows", 1.0, {"run_id": "r", "first_row": seq - 1, "rows": [{"rt": seq}]})
+                for seq in range(1, 6)]
+        with writer._cond:  # the writer thread is busy: everything stays queued for now
+            link._take(rows, 500)
+            assert writer.full and not link.client._gate.is_set()  # held
+            assert not link._outcome.done()  # the connection stays up
+        await asyncio.wait_for(link._release, 10)  # the writer caught up...
+        assert link.client._gate.is_set() and writer.backlog <= 2  # ...and the booth is read again
+        for _ in range(200):  # the last commit lands within a few ms
+            if store_rows(writer) == 5:
+                break
+            await asyncio.sleep(0.05)
+        assert store_rows(writer) == 5
+        await asyncio.get_running_loop().run_in_executor(None, writer.stop)
+
+    def store_rows(writer):
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "fleet.sqlite") as conn:
+            return conn.execute("SELECT COUNT(*) FROM data_rows").fetchone()[0]
+
+    asyncio.run(scenario())
