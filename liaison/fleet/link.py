@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 
 from ..client import AsyncClient, LiaisonError, Unauthorized
@@ -54,6 +55,7 @@ class BoothLink:
         self._trial_total: tuple[str, int | None] | None = None
         self._outcome: asyncio.Future | None = None  # how the current connection's feed ends
         self._held = False  # not reading from the booth until the store catches up
+        self._tls_refused = False  # the booth's certificate was refused (alerted once until it is accepted)
         self._release: asyncio.Task | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -89,7 +91,15 @@ class BoothLink:
                 self.model.alert(self.name, "refused", f"the booth refused the fleet's token: {exc.message}")
                 delay = 30.0  # a wrong token will not fix itself quickly; do not hammer the booth
             except (LiaisonError, OSError) as exc:
-                self.model.contact(self.name, "no contact", getattr(exc, "message", None) or str(exc))
+                message = getattr(exc, "message", None) or str(exc)
+                self.model.contact(self.name, "no contact", message)
+                if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+                    # Not the certificate pinned (or trusted) for this booth: someone else may be answering
+                    # at its address. Say so once, loudly, and do not hammer it.
+                    if not self._tls_refused:
+                        self.model.alert(self.name, "tls", message)
+                    self._tls_refused = True
+                    delay = 30.0
             except Exception as exc:  # noqa: BLE001 - a link never dies; it says why and retries
                 log.exception("booth %s: link failed", self.name)
                 self.model.contact(self.name, "no contact", f"internal error: {exc}")
@@ -167,6 +177,7 @@ class BoothLink:
             outcome.set_exception(why)
 
     def _welcome(self, client: AsyncClient) -> None:
+        self._tls_refused = False
         welcome = client.welcome or {}
         self._snapshot_seq = int(welcome.get("last_seq") or 0)
         self._welcomed = welcome

@@ -3,8 +3,9 @@
 The dashboard speaks a small protocol of its own on the fleet's port::
 
     server: {"type": "hello", "service": "liaison-fleet", "auth": "token"}
-    client: {"type": "auth", "token": "..."}           (anything else, or a wrong token: closed, 4001)
-    server: {"type": "welcome", "booths": [tile...], "alerts": [...]}
+    client: {"type": "auth", "token": "...", "role": "controller" | "observer"}   (role optional)
+            (anything else, or a wrong token: closed, 4001)
+    server: {"type": "welcome", "role": "controller" | "observer", "booths": [tile...], "alerts": [...]}
     server: {"type": "update", "booths": [changed tiles], "alerts": [new alerts]}   (at most 5 per second)
     client: {"type": "request", "id": 1, "cmd": "start", "args": {"key": "rt_demo",
              "booths": [{"name": "booth-1", "participant": "p01"}, ...], "exp_info": {...}}}
@@ -15,12 +16,16 @@ The dashboard speaks a small protocol of its own on the fleet's port::
 A start or stop goes to every named booth at once; each booth's answer (or
 typed error) is reported separately, so one unreachable booth never blocks
 the others.
+
+Two tokens, as on a booth: the fleet's ``token`` controls, its optional
+``observer_token`` only watches (same welcome and updates; every request is
+refused with ``forbidden``). Without ``role`` the token decides; asking for
+``controller`` with the observer token is refused at once, as a booth does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import signal
@@ -34,6 +39,7 @@ from websockets.exceptions import ConnectionClosed
 
 from .. import __version__
 from ..client import LiaisonError
+from ..server.auth import CONTROLLER, OBSERVER
 from .config import FleetConfig
 from .front import FleetFront
 from .link import BoothLink
@@ -83,10 +89,11 @@ class RequestError(Exception):
 
 
 class Dashboard:
-    """One authenticated dashboard connection: its pending tile names and alerts (bounded)."""
+    """One authenticated dashboard connection: its role, its pending tile names and alerts (bounded)."""
 
-    def __init__(self, ws) -> None:
+    def __init__(self, ws, role: str = CONTROLLER) -> None:
         self.ws = ws
+        self.role = role
         self.names: set[str] = set()
         self.alerts: list[dict[str, Any]] = []
         self.wakeup = asyncio.Event()
@@ -196,16 +203,18 @@ class FleetService:
         if not isinstance(auth, dict) or auth.get("type") != "auth":
             await ws.close(4009, "the first message must be an auth message")
             return
-        if not settings.no_auth:
-            given = auth.get("token")
-            if not isinstance(given, str) or not hmac.compare_digest(given.encode(), settings.token.encode()):
-                log.warning("fleet dashboard: authentication failed")
-                await ws.send(json.dumps({"type": "reply", "id": None, "ok": False,
-                                          "error": {"code": "unauthorized", "message": "missing or wrong token"}}))
-                await ws.close(4001, "authentication failed")
-                return
-        dashboard = Dashboard(ws)
-        await ws.send(json.dumps({"type": "welcome", **self.model.everything()}))
+        role = self.role_for(auth)
+        if role is None:
+            log.warning("fleet dashboard: authentication failed")
+            observer_only = auth.get("role") == CONTROLLER and isinstance(auth.get("token"), str) \
+                and settings.credentials().role_for(auth["token"], OBSERVER) is not None
+            message = "this token is for observers only" if observer_only else "missing or wrong token"
+            await ws.send(json.dumps({"type": "reply", "id": None, "ok": False,
+                                      "error": {"code": "unauthorized", "message": message}}))
+            await ws.close(4001, "authentication failed")
+            return
+        dashboard = Dashboard(ws, role)
+        await ws.send(json.dumps({"type": "welcome", "role": role, **self.model.everything()}))
         self.dashboards.add(dashboard)
         sender = asyncio.get_running_loop().create_task(self._send_updates(dashboard))
         tasks: set[asyncio.Task] = set()
@@ -215,7 +224,7 @@ class FleetService:
                     await ws.send(json.dumps({"type": "reply", "id": None, "ok": False, "error": {
                         "code": "busy", "message": f"at most {MAX_IN_FLIGHT} requests at a time"}}))
                     continue
-                task = asyncio.get_running_loop().create_task(self._answer(ws, raw))
+                task = asyncio.get_running_loop().create_task(self._answer(dashboard, raw))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         except ConnectionClosed:
@@ -226,7 +235,18 @@ class FleetService:
             for task in tasks:
                 task.cancel()
 
-    async def _answer(self, ws, raw) -> None:
+    def role_for(self, auth: dict[str, Any]) -> str | None:
+        """The role an ``auth`` message is granted, or None (wrong token, or a role it cannot have)."""
+        credentials = self.config.fleet.credentials()
+        given, wanted = auth.get("token"), auth.get("role")
+        if not isinstance(given, str):
+            given = None
+        if wanted is not None:
+            return credentials.role_for(given, wanted) if wanted in (CONTROLLER, OBSERVER) else None
+        return credentials.role_for(given, CONTROLLER) or credentials.role_for(given, OBSERVER)
+
+    async def _answer(self, dashboard: Dashboard, raw) -> None:
+        ws = dashboard.ws
         request_id = None
         try:
             try:
@@ -239,7 +259,7 @@ class FleetService:
                 request = DashboardRequest.model_validate(message)
             except ValidationError as exc:
                 raise RequestError("invalid_message", describe(exc)) from None
-            result = await self.handle(request.cmd, request.args)
+            result = await self.handle(request.cmd, request.args, dashboard.role)
             reply = {"type": "reply", "id": request.id, "ok": True, "result": result}
         except RequestError as error:
             reply = {"type": "reply", "id": request_id, "ok": False,
@@ -254,8 +274,14 @@ class FleetService:
             pass
 
     # --- actions ------------------------------------------------------------------------------
-    async def handle(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Carry out a dashboard command on every booth it names, at once; per-booth outcomes."""
+    async def handle(self, cmd: str, args: dict[str, Any], role: str = CONTROLLER) -> dict[str, Any]:
+        """Carry out a dashboard command on every booth it names, at once; per-booth outcomes.
+
+        Raises :class:`RequestError` (``forbidden``) for an observer, before anything is checked or sent.
+        """
+        if role != CONTROLLER:
+            raise RequestError("forbidden", f"this dashboard signed in with the fleet's observer token: it can "
+                                            f"watch the booths but not {cmd} them")
         try:
             parsed = StartArgs.model_validate(args) if cmd == "start" else BoothsArgs.model_validate(args)
         except ValidationError as exc:

@@ -195,3 +195,43 @@ def test_a_link_holds_its_booth_while_the_store_is_behind_and_reads_again_once_i
             return conn.execute("SELECT COUNT(*) FROM data_rows").fetchone()[0]
 
     asyncio.run(scenario())
+
+
+def test_the_observer_token_is_refused_every_action_with_a_typed_error():
+    import asyncio
+
+    from liaison.fleet.service import FleetService, RequestError
+
+    config = parse_config({"fleet": {"token": "controller-token-0123", "observer_token": "observer-token-0123"},
+                           "booth": [{"name": "a", "url": "ws://127.0.0.1:1/"}]})
+    service = FleetService(config)
+    assert service.role_for({"token": "controller-token-0123"}) == "controller"
+    assert service.role_for({"token": "observer-token-0123"}) == "observer"
+    assert service.role_for({"token": "observer-token-0123", "role": "controller"}) is None
+    assert service.role_for({"token": "controller-token-0123", "role": "observer"}) == "observer"
+    assert service.role_for({"token": "wrong-token-0123456"}) is None
+    assert service.role_for({}) is None
+    for cmd, args in [("pause", {"booths": ["a"]}), ("start", {"key": "k", "booths": [{"name": "a"}]})]:
+        with pytest.raises(RequestError) as refused:
+            asyncio.run(service.handle(cmd, args, role="observer"))
+        assert refused.value.code == "forbidden" and cmd in refused.value.message
+
+
+def test_the_observer_token_must_be_long_and_different(tmp_path):
+    booth = [{"name": "a", "url": "ws://h/"}]
+    with pytest.raises(ConfigError, match="must differ from token"):
+        parse_config({"fleet": {"token": "same-token-0123", "observer_token": "same-token-0123"}, "booth": booth})
+    with pytest.raises(ConfigError, match="at least 12"):
+        parse_config({"fleet": {"token": "a-token-0123456", "observer_token": "short"}, "booth": booth})
+
+
+def test_tls_pins_are_checked_when_the_config_is_read(tmp_path):
+    good = "SHA256:" + ":".join(["AB"] * 32)
+    config = parse_config({"booth": [{"name": "a", "url": "wss://h/", "fingerprint": good.lower()}]})
+    assert config.booth[0].fingerprint == good  # normalised as `liaison serve` prints it
+    with pytest.raises(ConfigError, match=r"booth\[0\]\.fingerprint: .*not a SHA-256 fingerprint"):
+        parse_config({"booth": [{"name": "a", "url": "wss://h/", "fingerprint": "12:34"}]})
+    with pytest.raises(ConfigError, match="for wss:// booths"):
+        parse_config({"booth": [{"name": "a", "url": "ws://h/", "fingerprint": good}]})
+    with pytest.raises(ConfigError, match=r"booth\[0\]\.ca_file: no CA file"):
+        parse_config({"booth": [{"name": "a", "url": "wss://h/", "ca_file": str(tmp_path / "missing.pem")}]})
