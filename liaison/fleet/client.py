@@ -47,7 +47,7 @@ class FleetCore(ClientCore):
 
     def receive(self, raw: str | bytes) -> list[Any]:
         try:
-            data = from_json(raw)
+            data = from_json(raw, cache_strings="keys")  # row values rarely repeat; keys always do
         except ValueError as exc:
             raise ProtocolError(ErrorCode.INVALID_JSON, f"the server sent invalid JSON: {exc}") from None
         items = data if isinstance(data, list) else [data]
