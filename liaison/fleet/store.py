@@ -23,7 +23,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pydantic_core import to_json
 
@@ -380,24 +380,34 @@ class PostgresStore(Store):
         cur.execute(f"INSERT INTO {table} ({names}) SELECT {select} FROM {stage} ON CONFLICT DO NOTHING")
 
 
+def _copy_text_value(value: str) -> str:
+    # COPY's text format: a backslash starts an escape, tab and newline end a field and a row.
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+# One lookup by exact type per value (a row has 7 or 8 of them, 20,000 rows a second at full load).
+_COPY_FORMAT: dict[type, Callable[[Any], str]] = {
+    str: _copy_text_value,
+    int: int.__repr__,
+    float: float.__repr__,  # shortest round-trip text: the same double in PostgreSQL
+    bool: lambda value: "t" if value else "f",
+    type(None): lambda value: "\\N",
+}
+
+
 def _copy_value(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    if value.__class__ is str:
-        # COPY's text format: a backslash starts an escape, tab and newline end a field and a row.
-        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    if value.__class__ is float:
-        return repr(value)  # shortest round-trip text: the same double in PostgreSQL
-    if value.__class__ is bool:
-        return "t" if value else "f"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return _copy_value(str(value))
+    format_ = _COPY_FORMAT.get(value.__class__)
+    if format_ is not None:
+        return format_(value)
+    if isinstance(value, (int, float)):  # subclasses (numpy scalars arrive as text anyway)
+        return repr(value)
+    return _copy_text_value(str(value))
 
 
 def copy_text(rows: Iterable[tuple]) -> str:
     """Rows in COPY's text format (tab-separated, ``\\N`` for NULL, escaped text), one line each."""
-    return "".join(["\t".join([_copy_value(v) for v in row]) + "\n" for row in rows])
+    get, slow = _COPY_FORMAT.get, _copy_value
+    return "".join(["\t".join([(get(v.__class__) or slow)(v) for v in row]) + "\n" for row in rows])
 
 
 class _PgTransaction:
