@@ -235,3 +235,32 @@ def test_tls_pins_are_checked_when_the_config_is_read(tmp_path):
         parse_config({"booth": [{"name": "a", "url": "ws://h/", "fingerprint": good}]})
     with pytest.raises(ConfigError, match=r"booth\[0\]\.ca_file: no CA file"):
         parse_config({"booth": [{"name": "a", "url": "wss://h/", "ca_file": str(tmp_path / "missing.pem")}]})
+
+
+def test_postgresql_gets_every_awkward_value_exactly_as_sent_once(postgres):
+    """The COPY text the store makes by hand: tabs, newlines, backslashes, quotes, NUL-free unicode, NaN."""
+    import psycopg
+
+    database = "fleet_copy_text"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {database}")
+        conn.execute(f"CREATE DATABASE {database}")
+    store = open_store(postgres.url.rsplit("/", 1)[0] + f"/{database}")
+    odd = "tab\there\nnew line\r\\back\\slash \"quoted\" é ✓ \\N"
+    row = {"text": odd, "rt": float("nan"), "big": 2**62, "t": True, "none": None, "nested": {"k": [1, odd]}}
+    session = "s\t1\\x"  # a booth may name its session anything
+    events = [Ingest("b1", session, 1, "run_started", 1.5, {"run_id": f"r{odd}", "key": "k", "exp_info": {"participant": odd}}),
+              Ingest("b1", session, 2, "data_rows", 2.25, {"run_id": f"r{odd}", "key": "k", "first_row": 0,
+                                                            "rows": [row, {"n": 2}]}),
+              Ingest("b1", session, 3, "run_finished", 3.0, {"run_id": f"r{odd}", "outcome": "completed", "rows": 2})]
+    try:
+        store.write(events)
+        store.write(events)  # a replay: COPY meets the duplicates and falls back to the staging table
+        stored = store.query("SELECT session_id, run_id, row_index, time, row::text FROM data_rows ORDER BY idx")
+        assert [r[:4] for r in stored] == [(session, f"r{odd}", 0, 2.25), (session, f"r{odd}", 1, 2.25)]
+        assert json.loads(stored[0][4]) == {**row, "rt": None}  # NaN is null, as a booth sends it
+        assert store.query("SELECT participant, status FROM runs") == [(odd, "finished")]
+        assert store.query("SELECT COUNT(*), MAX(seq) FROM events") == [(3, 3)]
+        assert store.cursors("b1") == {session: 3}
+    finally:
+        store.close()
