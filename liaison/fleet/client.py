@@ -46,6 +46,7 @@ class FleetCore(ClientCore):
     """ClientCore decoding frames with ``pydantic_core.from_json``; same messages, same errors."""
 
     def receive(self, raw: str | bytes) -> list[Any]:
+        """Like ClientCore.receive: what one frame means; raises ProtocolError for what is not the protocol."""
         try:
             data = from_json(raw, cache_strings="keys")  # row values rarely repeat; keys always do
         except ValueError as exc:

@@ -176,6 +176,7 @@ class FleetConfig(BaseModel):
         return str(base / "fleet.sqlite")
 
     def booth_named(self, name: str) -> BoothConfig | None:
+        """The booth called ``name``, or None."""
         return next((b for b in self.booth if b.name == name), None)
 
 

@@ -86,6 +86,7 @@ class FleetFront:
         return self.settings.credentials().can_read(bearer(headers.get("Authorization")))
 
     def static(self, path: str) -> Response:
+        """A file of the fleet page (``/`` is index.html); 404 for anything outside it."""
         relative = "index.html" if path in ("", "/") else path.lstrip("/")
         target = SHARED_FILES.get(relative) or inside(WEB_DIR, relative)
         if target is None or not target.is_file():

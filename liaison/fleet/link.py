@@ -60,10 +60,12 @@ class BoothLink:
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> asyncio.Task:
+        """Start following the booth in a task of its own (returned)."""
         self._task = asyncio.get_running_loop().create_task(self.run(), name=f"booth-{self.name}")
         return self._task
 
     async def stop(self) -> None:
+        """Stop following the booth and close its connection (what was queued is still written)."""
         self._stopped = True
         if self._release is not None:
             self._release.cancel()
@@ -77,6 +79,7 @@ class BoothLink:
                 pass
 
     async def run(self) -> None:
+        """Follow the booth until stop(): connect, resume, consume; on any failure say why and retry."""
         delay = 0.2
         while not self._stopped:
             began = time.monotonic()

@@ -60,21 +60,29 @@ class _Strict(BaseModel):
 
 
 class StartTarget(_Strict):
+    """One booth of a start: its name and the participant id for its run."""
+
     name: str
     participant: Optional[str] = Field(None, max_length=200)
 
 
 class StartArgs(_Strict):
+    """``start``: one experiment on several booths, a participant each, shared expInfo values."""
+
     key: str = Field(min_length=1, max_length=200)
     booths: list[StartTarget] = Field(min_length=1)
     exp_info: dict[str, Union[str, int, float, bool, None]] = Field(default_factory=dict)
 
 
 class BoothsArgs(_Strict):
+    """``pause``, ``resume``, ``stop``: the booths to send it to."""
+
     booths: list[str] = Field(min_length=1)
 
 
 class DashboardRequest(_Strict):
+    """A request from a fleet dashboard (see the module docstring)."""
+
     type: Literal["request"]
     id: Union[int, str]
     cmd: Literal["start", "pause", "resume", "stop"]
@@ -82,6 +90,8 @@ class DashboardRequest(_Strict):
 
 
 class RequestError(Exception):
+    """A dashboard request refused before reaching any booth: ``code`` (typed) and ``message``."""
+
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -117,6 +127,7 @@ class FleetService:
 
     # --- running --------------------------------------------------------------------------
     async def serve(self, install_signals: bool = False) -> None:
+        """Open the store, follow every booth and serve the dashboard until request_stop() (or a signal)."""
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         url = self.config.store_url()
@@ -148,6 +159,7 @@ class FleetService:
             await self.loop.run_in_executor(None, self.writer.stop)
 
     def request_stop(self) -> None:
+        """Ask serve() to stop (thread-safe); queued events are still written."""
         if self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
 
@@ -313,6 +325,7 @@ class FleetService:
         return dict(await asyncio.gather(*calls))
 
     def stats(self) -> dict[str, Any]:
+        """Figures for ``/api/stats``: booths connected, rows and commits, backlog, lag percentiles."""
         writer = self.writer
         return {
             "booths": len(self.links),
@@ -333,4 +346,5 @@ class FleetService:
 
 
 def describe(exc: ValidationError) -> str:
+    """A validation error as one line: ``field: problem; ...``."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors())

@@ -178,6 +178,7 @@ class Store:
         return applied
 
     def version(self) -> int:
+        """The newest schema version applied to this store (0 for none)."""
         with self._transaction() as cur:
             cur.execute("SELECT MAX(version) FROM schema_migrations")
             return cur.fetchone()[0] or 0
@@ -281,6 +282,7 @@ class Store:
         raise NotImplementedError
 
     def close(self) -> None:
+        """Close the connection (the store cannot be used afterwards)."""
         if self.conn is not None:
             self.conn.close()
             self.conn = None

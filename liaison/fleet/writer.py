@@ -38,6 +38,7 @@ SWITCH_INTERVAL = 0.0005
 
 
 def weight(item: Ingest) -> int:
+    """What an event costs the backlog: one, plus its rows."""
     return 1 + len(item.data.get("rows") or ()) if item.event == "data_rows" else 1
 
 
@@ -71,13 +72,16 @@ class StoreWriter:
     # --- loop side --------------------------------------------------------------------------
     @property
     def backlog(self) -> int:
+        """Rows and events queued and not yet committed."""
         return self._backlog
 
     @property
     def full(self) -> bool:
+        """Whether links must stop reading from their booths (too many rows or bytes queued)."""
         return self._backlog >= MAX_BACKLOG or self._bytes >= MAX_BACKLOG_BYTES
 
     def put(self, item: Ingest) -> None:
+        """Queue one event (see put_many)."""
         self.put_many((item,))
 
     def put_many(self, items) -> None:
