@@ -34,7 +34,8 @@ from ..client.errors import ConnectionLost, error_from_body
 
 log = logging.getLogger("liaison.client")
 
-EARLY_EVENTS = 50_000  # events buffered before a sink is attached (a replay's first pages)
+EARLY_EVENTS = 50_000  # events buffered before a sink is attached (a replay's first pages)...
+EARLY_BYTES = 16 << 20  # ...and the bytes of JSON they came as, at most
 Sink = Callable[[list[Event], int], None]  # a frame's events, and the frame's length
 
 
@@ -87,7 +88,8 @@ class FleetClient(AsyncClient):
         Raises :class:`BufferOverflow` when some could not be kept meanwhile.
         """
         if self._overflow:
-            raise BufferOverflow(f"more than {EARLY_EVENTS} events arrived before the fleet was ready")
+            raise BufferOverflow(f"more than {EARLY_EVENTS} events or {EARLY_BYTES >> 20} MiB arrived before the "
+                                 "fleet was ready")
         early, self._early = self._early, []
         self._sink = sink
         if early:
@@ -139,7 +141,7 @@ class FleetClient(AsyncClient):
             return
         if self._sink is not None:
             self._sink(events, len(raw))
-        elif len(self._early) + len(events) <= EARLY_EVENTS:
+        elif len(self._early) + len(events) <= EARLY_EVENTS and self._early_bytes + len(raw) <= EARLY_BYTES:
             self._early.extend(events)
             self._early_bytes += len(raw)
         else:

@@ -224,6 +224,7 @@ class BoothLink:
                         name, writer.backlog)
             self._held = True
             client.hold()
+            model.contact(name, "connected", "the store is behind: not reading this booth until it catches up")
             self._release = asyncio.get_running_loop().create_task(self._release_when_drained(client))
 
     async def _release_when_drained(self, client: FleetClient) -> None:
@@ -233,6 +234,7 @@ class BoothLink:
             self._held = False
             if self.client is client:
                 client.release()
+                self.model.contact(self.name, "connected")
 
     async def _heartbeat(self, client: AsyncClient) -> None:
         """Ping (last contact) and, while a run goes on, ask which trial it is on."""

@@ -142,6 +142,13 @@ def test_the_fleet_client_says_when_it_could_not_keep_early_events(monkeypatch):
                                   "data": {}} for seq in range(1, 7)]))
     with pytest.raises(fleet_client.BufferOverflow):
         client.attach(lambda events, size: None)
+    monkeypatch.setattr(fleet_client, "EARLY_EVENTS", 1000)
+    monkeypatch.setattr(fleet_client, "EARLY_BYTES", 100)  # a few events, but too many bytes
+    client = fleet_client.FleetClient("ws://127.0.0.1:1/", "t", since=0)
+    client._on_frame(json.dumps([{"v": 1, "type": "event", "seq": 1, "event": "status", "time": 0.0,
+                                  "data": {"note": "x" * 200}}]))
+    with pytest.raises(fleet_client.BufferOverflow, match="MiB"):
+        client.attach(lambda events, size: None)
 
 
 def test_the_fleet_client_refuses_a_frame_that_is_not_json():
@@ -179,8 +186,10 @@ def test_a_link_holds_its_booth_while_the_store_is_behind_and_reads_again_once_i
             link._take(rows, 500)
             assert writer.full and not link.client._gate.is_set()  # held
             assert not link._outcome.done()  # the connection stays up
+        assert "the store is behind" in model.tiles["b1"].error
         await asyncio.wait_for(link._release, 10)  # the writer caught up...
         assert link.client._gate.is_set() and writer.backlog <= 2  # ...and the booth is read again
+        assert model.tiles["b1"].error is None
         for _ in range(200):  # the last commit lands within a few ms
             if store_rows(writer) == 5:
                 break
