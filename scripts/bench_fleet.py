@@ -114,6 +114,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
 def postgres_pids(cluster: PostgresCluster | None) -> list[int]:
     """The postmaster and all its children (backends, writer, WAL writer...)."""
     if cluster is None:
@@ -122,15 +135,7 @@ def postgres_pids(cluster: PostgresCluster | None) -> list[int]:
         postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError):
         return []
-    pids = [postmaster]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
-                    pids.append(int(entry.name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return pids
+    return [postmaster, *children(postmaster)]
 
 
 def cpu_of(groups: dict[str, list[int]]) -> dict[str, float]:
@@ -149,8 +154,20 @@ def rows_in(url: str) -> int:
         return conn.execute("SELECT COUNT(*) FROM data_rows").fetchone()[0]
 
 
+def profilers(spy: str | None, pids: dict[str, int], seconds: float, out: Path, booths: int) -> list:
+    """py-spy (``--py-spy``) sampling each process over the window: collapsed stacks, one file each."""
+    if not spy:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "50",
+                              "--format", "raw", "--nonblocking", "-o", str(out / f"{name}-{booths}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, pid in pids.items()]
+
+
 def one_size(base_url: str, booths: int, rate: float, warmup: float, window: float, work: Path,
-             cluster: PostgresCluster | None = None) -> dict:
+             cluster: PostgresCluster | None = None, spy: str | None = None,
+             profile_dir: Path | None = None) -> dict:
     database = f"bench_{booths}_{os.getpid()}"
     with psycopg.connect(base_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {database}")
@@ -178,12 +195,19 @@ def one_size(base_url: str, booths: int, rate: float, warmup: float, window: flo
         wait(lambda: stats(port)["dashboards"] == 1, 30, "the dashboard")
         sim.send_signal(signal.SIGUSR1)
         time.sleep(warmup)  # the warm-up is a duration, not a condition
-        groups = {"fleet": [fleet.pid], "simulator": [sim.pid], "postgresql": postgres_pids(cluster)}
+        # The fleet's CPU includes its store writer process.
+        groups = {"fleet": [fleet.pid, *children(fleet.pid)], "simulator": [sim.pid],
+                  "postgresql": postgres_pids(cluster)}
         s0, c0, d0, t0 = stats(port), rows_in(url), (dashboard.updates, dashboard.tiles), time.monotonic()
         cpu0 = cpu_of(groups)
+        spied = {"fleet": fleet.pid, "simulator": sim.pid, **{f"fleet-child{i}": pid for i, pid in
+                                                                enumerate(children(fleet.pid))}}
+        spies = profilers(spy, spied, window, profile_dir or work, booths)
         time.sleep(window)
         s1, c1, d1, t1 = stats(port), rows_in(url), (dashboard.updates, dashboard.tiles), time.monotonic()
         cpu1 = cpu_of(groups)
+        for process in spies:
+            process.wait(60)
         groups["postgresql"] = postgres_pids(cluster)  # backends that started meanwhile are not counted
         sim.send_signal(signal.SIGTERM)
         sent = json.loads(sim.stdout.readline())  # it stopped sending; it still serves replays
@@ -239,9 +263,13 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="rows per second per booth")
     parser.add_argument("--store", help="a PostgreSQL URL whose server may create databases [default: a "
                                         "throw-away cluster]")
+    parser.add_argument("--py-spy", help="path of a py-spy binary: sample the fleet and the simulator in the window")
+    parser.add_argument("--profile-dir", default=str(PROJECT / "artifacts" / "profiles"))
+    parser.add_argument("--window", type=float, help="seconds measured [default: 20, 4 with --quick]")
     parser.add_argument("--out", default=str(PROJECT / "artifacts" / "bench_fleet.json"))
     args = parser.parse_args()
     warmup, window = (2.0, 4.0) if args.quick else (5.0, 20.0)
+    window = args.window or window
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the cluster and children on the way out
     cluster = None
     if args.store:
@@ -254,7 +282,8 @@ def main() -> None:
     try:
         for booths in [int(n) for n in args.booths.split(",")]:
             try:
-                result = one_size(base_url, booths, args.rate, warmup, window, work, cluster)
+                result = one_size(base_url, booths, args.rate, warmup, window, work, cluster, args.py_spy,
+                                  Path(args.profile_dir))
             except Exception as exc:  # noqa: BLE001 - report the sizes that worked, and why this one did not
                 results.append({"booths": booths, "error": repr(exc)})
                 print(f"{booths:>4} booths: FAILED {exc!r}", flush=True)

@@ -8,12 +8,19 @@ after ``since`` (from a bounded in-memory log), then live events, batched
 into array frames as a booth's hub does when several are queued. It answers
 ``ping``, ``state`` and ``trials``; anything else gets a typed error.
 
-The events are a recorded rt_demo run (``scripts/data/rt_demo_run.jsonl``,
+The events are a recorded rt_demo run (``scripts/recordings/rt_demo_run.jsonl``,
 from a real booth's journal) replayed over and over: ``run_started``, then
 its data rows cycled up to ``--rows-per-run`` at ``--rows-per-second`` (one
-row per ``data_rows`` event, as a real booth sends one per trial), then
-``run_finished``, then the next run. Each event's ``time`` is the moment it
-was sent, so the fleet's lag figures are end to end.
+row per ``data_rows`` event, as a real booth sends one per trial: the
+session publishes the rows completed since the previous trial boundary),
+then ``run_finished``, then the next run. Each event's ``time`` is the
+moment it was sent, so the fleet's lag figures are end to end.
+
+The simulator must cost far less than the fleet it drives, or it measures
+itself: each recorded row is encoded to JSON once, at start, and a
+``data_rows`` event is that text in a template (no JSON encoding per event);
+its replay log keeps a few numbers per event, not the text (the text is
+rebuilt on a replay), so its memory is a few megabytes per booth.
 
 Prints one JSON line when all booths listen: ``{"ports": [...]}``; starts
 sending on SIGUSR1; on SIGTERM it stops sending and prints ``{"sent_rows": N,
@@ -34,19 +41,27 @@ import sys
 import time
 from pathlib import Path
 
+from pydantic_core import to_json
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-RECORDING = Path(__file__).resolve().parent / "data" / "rt_demo_run.jsonl"
+RECORDING = Path(__file__).resolve().parent / "recordings" / "rt_demo_run.jsonl"
 LOG_LIMIT = 20_000  # events kept per booth for replays (older ones: a gap, like a booth without journal)
 
 
-def load_recording(path: Path) -> tuple[dict, list[dict], dict]:
+def load_recording(path: Path) -> tuple[dict, list[str], dict]:
+    """The recorded run: its ``run_started`` event, its rows as compact JSON texts, its ``run_finished``."""
     events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     started = next(e for e in events if e["event"] == "run_started")
-    rows = [r for e in events if e["event"] == "data_rows" for r in e["data"]["rows"]]
+    rows = [to_json(r).decode() for e in events if e["event"] == "data_rows" for r in e["data"]["rows"]]
     finished = next(e for e in events if e["event"] == "run_finished")
     return started, rows, finished
+
+
+def row_event(seq: int, when: float, run_id: str, first_row: int, row: str) -> str:
+    """A ``data_rows`` event's wire text, as a booth's hub serialises it (same fields, same order)."""
+    return (f'{{"v":1,"type":"event","seq":{seq},"event":"data_rows","time":{when!r},"data":{{'
+            f'"run_id":"{run_id}","key":"rt_demo","first_row":{first_row},"rows":[{row}]}}}}')
 
 
 class SimBooth:
@@ -59,7 +74,8 @@ class SimBooth:
         self.started, self.rows, self.finished = recording
         self.rows_per_run = rows_per_run
         self.seq = 0
-        self.log: collections.deque[tuple[int, str]] = collections.deque(maxlen=LOG_LIMIT)
+        # (seq, text) of a rare event, or (seq, time, run_id, first_row) of a data_rows one (rebuilt on replay)
+        self.log: collections.deque[tuple] = collections.deque(maxlen=LOG_LIMIT)
         self.clients: set = set()
         self.run_id: str | None = None
         self.row = 0
@@ -74,6 +90,18 @@ class SimBooth:
         self.log.append((self.seq, text))
         self.pending.append(text)
 
+    def emit_row(self) -> None:
+        self.seq += 1
+        when = time.time()
+        self.log.append((self.seq, when, self.run_id, self.row))
+        self.pending.append(row_event(self.seq, when, self.run_id, self.row, self.rows[self.row % len(self.rows)]))
+
+    def text_of(self, entry: tuple) -> str:
+        if len(entry) == 2:
+            return entry[1]
+        seq, when, run_id, first_row = entry
+        return row_event(seq, when, run_id, first_row, self.rows[first_row % len(self.rows)])
+
     def step(self, rows: int) -> None:
         """Emit the next ``rows`` rows (starting and finishing runs as the recording does)."""
         for _ in range(rows):
@@ -86,8 +114,7 @@ class SimBooth:
                 self.emit("run_started", data)
                 self.emit("status", {"status": "running", "run_id": self.run_id, "key": data["key"]})
                 self.row = 0
-            row = self.rows[self.row % len(self.rows)]
-            self.emit("data_rows", {"run_id": self.run_id, "key": "rt_demo", "first_row": self.row, "rows": [row]})
+            self.emit_row()
             self.row += 1
             self.sent_rows += 1
             if self.row >= self.rows_per_run:
@@ -134,7 +161,7 @@ class SimBooth:
             if since + 1 < oldest:
                 await ws.send(json.dumps({"v": 1, "type": "gap", "from_seq": since + 1, "to_seq": oldest - 1,
                                           "reason": "these events are no longer stored"}))
-            missed = [text for seq, text in list(self.log) if seq > since]
+            missed = [self.text_of(entry) for entry in list(self.log) if entry[0] > since]
             for start in range(0, len(missed), 512):
                 await ws.send("[" + ",".join(missed[start:start + 512]) + "]")
         self.clients.add(ws)

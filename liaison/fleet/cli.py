@@ -43,6 +43,8 @@ def run_fleet(config_path: Path, store: Optional[str], port: Optional[int], log_
             typer.echo(f"  Dashboard: http://{shown}:{service.port}/{fragment}")
             if settings.generated_token:
                 typer.echo(f"  Token:     {settings.token}   (generated; set [fleet] token to fix it)")
+            if settings.observer_token:
+                typer.echo(f"  Observers: http://{shown}:{service.port}/#token={settings.observer_token}   (view only)")
             typer.echo("Press Ctrl+C to stop.")
             sys.stdout.flush()
         await task

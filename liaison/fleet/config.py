@@ -5,6 +5,7 @@ A TOML file (JSON also works, same structure)::
     [fleet]
     port = 8800                       # the fleet dashboard and its WebSocket
     token = "a-long-random-secret"     # or token_env = "LIAISON_FLEET_TOKEN"
+    observer_token = "another-secret"  # optional: view only (or observer_token_env)
     store = "postgresql://liaison@db.lab.example/liaison"   # default: fleet.sqlite beside this file
 
     [[booth]]
@@ -66,8 +67,24 @@ class BoothConfig(BaseModel):
             raise ValueError(f"{value!r} is not a ws:// or wss:// URL")
         return value
 
+    @field_validator("fingerprint")
+    @classmethod
+    def _fingerprint(cls, value: Optional[str]) -> Optional[str]:
+        from ..client.tls import normalise_fingerprint
+
+        return None if value is None else normalise_fingerprint(value)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not os.path.isfile(value):
+            raise ValueError(f"no CA file at {value}")
+        return value
+
     @model_validator(mode="after")
     def _token(self) -> "BoothConfig":
+        if (self.fingerprint or self.ca_file) and urlsplit(self.url).scheme != "wss":
+            raise ValueError("fingerprint and ca_file are for wss:// booths (this one is ws://)")
         if self.token is None and self.token_env:
             self.token = os.environ.get(self.token_env)
             if self.token is None:
@@ -85,8 +102,11 @@ class FleetSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8800, ge=0, le=65535)
-    token: Optional[str] = None
+    token: Optional[str] = Field(None, description="The controller token: see everything, start/pause/stop.")
     token_env: Optional[str] = None
+    observer_token: Optional[str] = Field(None, description=(
+        "A second token that only watches: tiles, alerts and /api/stats; actions are refused (forbidden)."))
+    observer_token_env: Optional[str] = None
     no_auth: bool = False
     allowed_origins: list[str] = Field(default_factory=list)
     allowed_hosts: list[str] = Field(default_factory=list, description=(
@@ -102,16 +122,33 @@ class FleetSettings(BaseModel):
             self.token = os.environ.get(self.token_env)
             if self.token is None:
                 raise ValueError(f"token_env {self.token_env!r} is not set in the environment")
+        if self.observer_token is None and self.observer_token_env:
+            self.observer_token = os.environ.get(self.observer_token_env)
+            if self.observer_token is None:
+                raise ValueError(f"observer_token_env {self.observer_token_env!r} is not set in the environment")
         if self.no_auth and self.host not in LOOPBACK:
             raise ValueError("no_auth is only allowed when the fleet listens on loopback")
         if self.token is not None and len(self.token) < 12:
             raise ValueError("the fleet token must be at least 12 characters")
+        if self.observer_token is not None:
+            if len(self.observer_token) < 12:
+                raise ValueError("the fleet's observer_token must be at least 12 characters")
+            if self.observer_token == self.token:
+                raise ValueError("observer_token must differ from token (it would grant control)")
+            if self.no_auth:
+                raise ValueError("observer_token means nothing with no_auth (everyone may control)")
         if self.token is None and not self.no_auth:
             self.token = secrets.token_urlsafe(18)
             self.generated_token = True
         return self
 
     generated_token: bool = False
+
+    def credentials(self):
+        """The tokens as a booth server checks them (:class:`liaison.server.auth.Credentials`)."""
+        from ..server.auth import Credentials
+
+        return Credentials(self.token, self.observer_token, self.no_auth)
 
 
 class FleetConfig(BaseModel):
@@ -139,6 +176,7 @@ class FleetConfig(BaseModel):
         return str(base / "fleet.sqlite")
 
     def booth_named(self, name: str) -> BoothConfig | None:
+        """The booth called ``name``, or None."""
         return next((b for b in self.booth if b.name == name), None)
 
 

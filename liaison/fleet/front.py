@@ -5,12 +5,12 @@ request, page or WebSocket handshake, must name an acceptable ``Host`` (on
 loopback: a loopback name, or one listed in ``allowed_hosts``), which defeats
 DNS rebinding; a browser's WebSocket handshake must also come from the same
 origin as the page (or one listed in ``allowed_origins``). ``/api/stats``
-needs ``Authorization: Bearer <token>``.
+needs ``Authorization: Bearer <token>`` (the controller or the observer token:
+reading it changes nothing).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import mimetypes
 from pathlib import Path
@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from websockets.http11 import Response
 
+from ..server.auth import bearer
 from ..server.http import inside, origin_allowed, respond, text
 from ..resources import web_dir
 from .config import LOOPBACK
@@ -81,13 +82,11 @@ class FleetFront:
         return self.static(path)
 
     def authorised(self, headers) -> bool:
-        settings = self.settings
-        if settings.no_auth:
-            return True
-        given = headers.get("Authorization", "")
-        return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), settings.token.encode())
+        """Whether the request may read: either token (or no_auth)."""
+        return self.settings.credentials().can_read(bearer(headers.get("Authorization")))
 
     def static(self, path: str) -> Response:
+        """A file of the fleet page (``/`` is index.html); 404 for anything outside it."""
         relative = "index.html" if path in ("", "/") else path.lstrip("/")
         target = SHARED_FILES.get(relative) or inside(WEB_DIR, relative)
         if target is None or not target.is_file():

@@ -5,18 +5,23 @@ booth for every event after the last one the store holds for that booth's
 session (``since``), so neither a dropped connection, a restarted booth nor a
 restarted fleet service loses or repeats anything: what was stored is the
 cursor, and the store ignores what it already has. When the store's backlog
-is full the link lets go of the booth and comes back, from the last event it
-queued, once the store has caught up — the booth keeps everything in its
-journal meanwhile, so memory here stays bounded.
+is full the link stops reading from the booth until the store has caught up
+(TCP pushes back on the booth, which keeps everything in its journal and, if
+it must, drops the fleet's connection: the next one replays what was
+missed), so memory here stays bounded and an overloaded store is not made
+slower by every booth replaying at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 
 from ..client import AsyncClient, LiaisonError, Unauthorized
+from ..protocol.client import Event
+from .client import BufferOverflow, FleetClient
 from .config import BoothConfig
 from .model import FleetModel
 from .store import Ingest
@@ -25,24 +30,7 @@ from .writer import StoreWriter
 log = logging.getLogger("liaison.fleet")
 HEARTBEAT = 5.0  # s between pings (and trial queries while running)
 TRIALS_LOOKAHEAD = 10_000
-FAIR_SHARE = 256  # events handled before letting other tasks run
 COMMAND_TIMEOUT = 60.0  # s: a run's start loads the experiment first
-
-
-class FleetClient(AsyncClient):
-    """An AsyncClient that keeps no per-run history of events.
-
-    The plain client remembers every event of every run (for ``AsyncRun``); a
-    fleet follows booths for weeks, so it hands each event on and forgets it:
-    memory stays bounded however many runs go by.
-    """
-
-    def _on_event(self, event) -> None:
-        # The protocol core has already dropped events seen before (the replay overlap after a reconnect).
-        if self._backlog is not None:
-            self._backlog.append(event)
-        for queue in self._queues:
-            queue.put_nowait(event)
 
 
 class Resync(Exception):
@@ -65,14 +53,22 @@ class BoothLink:
         self._stopped = False
         self._task: asyncio.Task | None = None
         self._trial_total: tuple[str, int | None] | None = None
+        self._outcome: asyncio.Future | None = None  # how the current connection's feed ends
+        self._held = False  # not reading from the booth until the store catches up
+        self._tls_refused = False  # the booth's certificate was refused (alerted once until it is accepted)
+        self._release: asyncio.Task | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> asyncio.Task:
+        """Start following the booth in a task of its own (returned)."""
         self._task = asyncio.get_running_loop().create_task(self.run(), name=f"booth-{self.name}")
         return self._task
 
     async def stop(self) -> None:
+        """Stop following the booth and close its connection (what was queued is still written)."""
         self._stopped = True
+        if self._release is not None:
+            self._release.cancel()
         if self.client is not None:
             await self.client.close()
         if self._task is not None:
@@ -83,6 +79,7 @@ class BoothLink:
                 pass
 
     async def run(self) -> None:
+        """Follow the booth until stop(): connect, resume, consume; on any failure say why and retry."""
         delay = 0.2
         while not self._stopped:
             began = time.monotonic()
@@ -97,7 +94,15 @@ class BoothLink:
                 self.model.alert(self.name, "refused", f"the booth refused the fleet's token: {exc.message}")
                 delay = 30.0  # a wrong token will not fix itself quickly; do not hammer the booth
             except (LiaisonError, OSError) as exc:
-                self.model.contact(self.name, "no contact", getattr(exc, "message", None) or str(exc))
+                message = getattr(exc, "message", None) or str(exc)
+                self.model.contact(self.name, "no contact", message)
+                if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+                    # Not the certificate pinned (or trusted) for this booth: someone else may be answering
+                    # at its address. Say so once, loudly, and do not hammer it.
+                    if not self._tls_refused:
+                        self.model.alert(self.name, "tls", message)
+                    self._tls_refused = True
+                    delay = 30.0
             except Exception as exc:  # noqa: BLE001 - a link never dies; it says why and retries
                 log.exception("booth %s: link failed", self.name)
                 self.model.contact(self.name, "no contact", f"internal error: {exc}")
@@ -118,21 +123,33 @@ class BoothLink:
         if session_id is not None and session_id == self.session_id and self.queued_seq is not None:
             return self.queued_seq
         if session_id is None:
-            latest = await self.writer.call(self.writer.store.latest_session, self.name)
+            latest = await self.writer.call("latest_session", self.name)
             if latest is None:
                 return 0
             self.session_id, self.queued_seq = latest
             return latest[1]
-        cursors = await self.writer.call(self.writer.store.cursors, self.name)
+        cursors = await self.writer.call("cursors", self.name)
         return cursors.get(session_id, 0)
 
     async def _follow(self) -> None:
         if self.writer.full:
             await self.writer.drained()
         since = await self._since(self.session_id)
+        outcome = self._outcome = asyncio.get_running_loop().create_future()
+        try:
+            await self._feed(since, outcome)
+        finally:
+            if outcome.done() and not outcome.cancelled():
+                outcome.exception()  # retrieved: it was raised, or this connection failed before its feed
+            else:
+                outcome.cancel()
+
+    async def _feed(self, since: int | None, outcome: asyncio.Future) -> None:
         client = FleetClient(self.booth.url, self.booth.token, role=self.booth.role, name="liaison-fleet",
                              since=since, reconnect=True, reconnect_for=3600.0, timeout=10.0,
-                             fingerprint=self.booth.fingerprint, ca_file=self.booth.ca_file)
+                             fingerprint=self.booth.fingerprint, ca_file=self.booth.ca_file,
+                             on_end=lambda: self._end(LiaisonError("connection to the booth lost",
+                                                                   code="connection_lost")))
         self.client = client
         await client.connect()
         session_id = client.hello.get("session_id")
@@ -145,51 +162,86 @@ class BoothLink:
                 raise Resync()
         self.queued_seq = since
         self._welcome(client)
+        try:
+            client.attach(self._take)
+        except BufferOverflow as exc:
+            log.warning("booth %s: %s; starting over from the store's cursor", self.name, exc)
+            raise Resync() from None
         heart = asyncio.get_running_loop().create_task(self._heartbeat(client))
         try:
-            await self._consume(client)
+            await outcome  # raises how the feed ended: Resync, or the connection lost for good
         finally:
             heart.cancel()
 
+    def _end(self, why: Exception) -> None:
+        """End the current connection's feed (first reason wins); ``_follow`` raises it."""
+        outcome = self._outcome
+        if outcome is not None and not outcome.done():
+            outcome.set_exception(why)
+
     def _welcome(self, client: AsyncClient) -> None:
+        self._tls_refused = False
         welcome = client.welcome or {}
         self._snapshot_seq = int(welcome.get("last_seq") or 0)
         self._welcomed = welcome
         self.model.snapshot(self.name, welcome.get("state") or {}, self.session_id)
         self.model.contact(self.name, "connected")
 
-    async def _consume(self, client: AsyncClient) -> None:
-        writer, name, model = self.writer, self.name, self.model
-        handled = 0
-        async for event in client.events():
-            handled += 1
-            if handled % FAIR_SHARE == 0:
-                # A queue that is never empty (a long replay) would never let go of the loop:
-                # give the other booths, the pings and the dashboards their turn.
-                await asyncio.sleep(0)
-            if client.welcome is not self._welcomed:  # the client reconnected by itself
-                if (client.hello or {}).get("session_id") != self.session_id:
-                    raise Resync()
-                self._welcome(client)
-            if event.event == "gap":
+    def _take(self, events: list[Event], size: int) -> None:
+        """One frame's events (``size`` bytes of JSON; on the loop, as read): queue them for the store,
+        update the tile."""
+        outcome, client = self._outcome, self.client
+        if outcome is None or outcome.done() or client is None:
+            return  # this feed is ending: what it still delivers is asked for again on the next one
+        if client.welcome is not self._welcomed:  # the client reconnected by itself
+            if (client.hello or {}).get("session_id") != self.session_id:
+                self._end(Resync())
+                return
+            self._welcome(client)
+        writer, name, model, session_id = self.writer, self.name, self.model, self.session_id
+        snapshot_seq = self._snapshot_seq
+        share = size // len(events) + 1  # each event's part of the frame, for the backlog's byte bound
+        items = []
+        for event in events:
+            kind = event.event
+            if kind == "gap":
                 model.alert(name, "gap", f"the booth no longer has events {event.data.get('from_seq')}.."
                                          f"{event.data.get('to_seq')}: they are missing from the store")
                 continue
-            writer.put(Ingest(name, self.session_id, event.seq, event.event, event.time, event.data))
-            self.queued_seq = event.seq
-            if event.seq > self._snapshot_seq:
-                model.event(name, event.event, event.seq, event.time, event.data)
-            if writer.full:
-                log.warning("booth %s: the store is behind (%d queued); pausing this booth's feed",
-                            name, writer.backlog)
-                raise Resync()
-        if not self._stopped:
-            raise LiaisonError("connection to the booth lost", code="connection_lost")
+            if kind == "alert":  # out of band (no seq of its own): shown, not stored
+                model.alert(name, "booth", str(event.data.get("message") or event.data.get("code")))
+                continue
+            items.append(Ingest(name, session_id, event.seq, kind, event.time, event.data, share))
+            if event.seq > snapshot_seq:
+                model.event(name, kind, event.seq, event.time, event.data)
+        if items:
+            writer.put_many(items)
+            self.queued_seq = items[-1].seq
+        if writer.full and not self._held:
+            # Stop reading this booth until the store catches up: the booth keeps what we do not read
+            # (and, if it must, lets us go: the next connection replays it), so nothing piles up here.
+            log.warning("booth %s: the store is behind (%d queued); holding this booth's feed",
+                        name, writer.backlog)
+            self._held = True
+            client.hold()
+            model.contact(name, "connected", "the store is behind: not reading this booth until it catches up")
+            self._release = asyncio.get_running_loop().create_task(self._release_when_drained(client))
+
+    async def _release_when_drained(self, client: FleetClient) -> None:
+        try:
+            await self.writer.drained()
+        finally:
+            self._held = False
+            if self.client is client:
+                client.release()
+                self.model.contact(self.name, "connected")
 
     async def _heartbeat(self, client: AsyncClient) -> None:
         """Ping (last contact) and, while a run goes on, ask which trial it is on."""
         while True:
             await asyncio.sleep(HEARTBEAT)
+            if self._held:
+                continue  # its answer would wait behind the frames we are not reading
             try:
                 await client.ping()
                 self.model.contact(self.name, "connected")

@@ -3,8 +3,9 @@
 The dashboard speaks a small protocol of its own on the fleet's port::
 
     server: {"type": "hello", "service": "liaison-fleet", "auth": "token"}
-    client: {"type": "auth", "token": "..."}           (anything else, or a wrong token: closed, 4001)
-    server: {"type": "welcome", "booths": [tile...], "alerts": [...]}
+    client: {"type": "auth", "token": "...", "role": "controller" | "observer"}   (role optional)
+            (anything else, or a wrong token: closed, 4001)
+    server: {"type": "welcome", "role": "controller" | "observer", "booths": [tile...], "alerts": [...]}
     server: {"type": "update", "booths": [changed tiles], "alerts": [new alerts]}   (at most 5 per second)
     client: {"type": "request", "id": 1, "cmd": "start", "args": {"key": "rt_demo",
              "booths": [{"name": "booth-1", "participant": "p01"}, ...], "exp_info": {...}}}
@@ -15,12 +16,16 @@ The dashboard speaks a small protocol of its own on the fleet's port::
 A start or stop goes to every named booth at once; each booth's answer (or
 typed error) is reported separately, so one unreachable booth never blocks
 the others.
+
+Two tokens, as on a booth: the fleet's ``token`` controls, its optional
+``observer_token`` only watches (same welcome and updates; every request is
+refused with ``forbidden``). Without ``role`` the token decides; asking for
+``controller`` with the observer token is refused at once, as a booth does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import signal
@@ -34,11 +39,12 @@ from websockets.exceptions import ConnectionClosed
 
 from .. import __version__
 from ..client import LiaisonError
+from ..server.auth import CONTROLLER, OBSERVER
 from .config import FleetConfig
 from .front import FleetFront
 from .link import BoothLink
 from .model import FleetModel
-from .store import Store, open_store, redact
+from .store import open_store, redact
 from .writer import StoreWriter
 
 log = logging.getLogger("liaison.fleet")
@@ -54,21 +60,29 @@ class _Strict(BaseModel):
 
 
 class StartTarget(_Strict):
+    """One booth of a start: its name and the participant id for its run."""
+
     name: str
     participant: Optional[str] = Field(None, max_length=200)
 
 
 class StartArgs(_Strict):
+    """``start``: one experiment on several booths, a participant each, shared expInfo values."""
+
     key: str = Field(min_length=1, max_length=200)
     booths: list[StartTarget] = Field(min_length=1)
     exp_info: dict[str, Union[str, int, float, bool, None]] = Field(default_factory=dict)
 
 
 class BoothsArgs(_Strict):
+    """``pause``, ``resume``, ``stop``: the booths to send it to."""
+
     booths: list[str] = Field(min_length=1)
 
 
 class DashboardRequest(_Strict):
+    """A request from a fleet dashboard (see the module docstring)."""
+
     type: Literal["request"]
     id: Union[int, str]
     cmd: Literal["start", "pause", "resume", "stop"]
@@ -76,6 +90,8 @@ class DashboardRequest(_Strict):
 
 
 class RequestError(Exception):
+    """A dashboard request refused before reaching any booth: ``code`` (typed) and ``message``."""
+
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
@@ -83,10 +99,11 @@ class RequestError(Exception):
 
 
 class Dashboard:
-    """One authenticated dashboard connection: its pending tile names and alerts (bounded)."""
+    """One authenticated dashboard connection: its role, its pending tile names and alerts (bounded)."""
 
-    def __init__(self, ws) -> None:
+    def __init__(self, ws, role: str = CONTROLLER) -> None:
         self.ws = ws
+        self.role = role
         self.names: set[str] = set()
         self.alerts: list[dict[str, Any]] = []
         self.wakeup = asyncio.Event()
@@ -96,9 +113,8 @@ class Dashboard:
 class FleetService:
     """Everything ``liaison fleet`` runs, in one event loop (plus the store's writer thread)."""
 
-    def __init__(self, config: FleetConfig, store: Store | None = None) -> None:
+    def __init__(self, config: FleetConfig) -> None:
         self.config = config
-        self.store = store
         self.model = FleetModel(config.booth, silent_after=config.fleet.silent_after,
                                 stall_after=config.fleet.stall_after)
         self.links: dict[str, BoothLink] = {}
@@ -111,13 +127,13 @@ class FleetService:
 
     # --- running --------------------------------------------------------------------------
     async def serve(self, install_signals: bool = False) -> None:
+        """Open the store, follow every booth and serve the dashboard until request_stop() (or a signal)."""
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        if self.store is None:
-            url = self.config.store_url()
-            self.store = await self.loop.run_in_executor(None, open_store, url)
-            log.info("store: %s", redact(url))
-        self.writer = StoreWriter(self.store, self.loop, on_commit=self._on_commit,
+        url = self.config.store_url()
+        store = await self.loop.run_in_executor(None, open_store, url)
+        log.info("store: %s", redact(url))
+        self.writer = StoreWriter(store, self.loop, on_commit=self._on_commit,
                                   on_error=lambda message: self.model.alert("*", "store", message))
         for booth in self.config.booth:
             link = BoothLink(booth, self.model, self.writer)
@@ -143,6 +159,7 @@ class FleetService:
             await self.loop.run_in_executor(None, self.writer.stop)
 
     def request_stop(self) -> None:
+        """Ask serve() to stop (thread-safe); queued events are still written."""
         if self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
 
@@ -198,16 +215,18 @@ class FleetService:
         if not isinstance(auth, dict) or auth.get("type") != "auth":
             await ws.close(4009, "the first message must be an auth message")
             return
-        if not settings.no_auth:
-            given = auth.get("token")
-            if not isinstance(given, str) or not hmac.compare_digest(given.encode(), settings.token.encode()):
-                log.warning("fleet dashboard: authentication failed")
-                await ws.send(json.dumps({"type": "reply", "id": None, "ok": False,
-                                          "error": {"code": "unauthorized", "message": "missing or wrong token"}}))
-                await ws.close(4001, "authentication failed")
-                return
-        dashboard = Dashboard(ws)
-        await ws.send(json.dumps({"type": "welcome", **self.model.everything()}))
+        role = self.role_for(auth)
+        if role is None:
+            log.warning("fleet dashboard: authentication failed")
+            observer_only = auth.get("role") == CONTROLLER and isinstance(auth.get("token"), str) \
+                and settings.credentials().role_for(auth["token"], OBSERVER) is not None
+            message = "this token is for observers only" if observer_only else "missing or wrong token"
+            await ws.send(json.dumps({"type": "reply", "id": None, "ok": False,
+                                      "error": {"code": "unauthorized", "message": message}}))
+            await ws.close(4001, "authentication failed")
+            return
+        dashboard = Dashboard(ws, role)
+        await ws.send(json.dumps({"type": "welcome", "role": role, **self.model.everything()}))
         self.dashboards.add(dashboard)
         sender = asyncio.get_running_loop().create_task(self._send_updates(dashboard))
         tasks: set[asyncio.Task] = set()
@@ -217,7 +236,7 @@ class FleetService:
                     await ws.send(json.dumps({"type": "reply", "id": None, "ok": False, "error": {
                         "code": "busy", "message": f"at most {MAX_IN_FLIGHT} requests at a time"}}))
                     continue
-                task = asyncio.get_running_loop().create_task(self._answer(ws, raw))
+                task = asyncio.get_running_loop().create_task(self._answer(dashboard, raw))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
         except ConnectionClosed:
@@ -228,7 +247,18 @@ class FleetService:
             for task in tasks:
                 task.cancel()
 
-    async def _answer(self, ws, raw) -> None:
+    def role_for(self, auth: dict[str, Any]) -> str | None:
+        """The role an ``auth`` message is granted, or None (wrong token, or a role it cannot have)."""
+        credentials = self.config.fleet.credentials()
+        given, wanted = auth.get("token"), auth.get("role")
+        if not isinstance(given, str):
+            given = None
+        if wanted is not None:
+            return credentials.role_for(given, wanted) if wanted in (CONTROLLER, OBSERVER) else None
+        return credentials.role_for(given, CONTROLLER) or credentials.role_for(given, OBSERVER)
+
+    async def _answer(self, dashboard: Dashboard, raw) -> None:
+        ws = dashboard.ws
         request_id = None
         try:
             try:
@@ -241,7 +271,7 @@ class FleetService:
                 request = DashboardRequest.model_validate(message)
             except ValidationError as exc:
                 raise RequestError("invalid_message", describe(exc)) from None
-            result = await self.handle(request.cmd, request.args)
+            result = await self.handle(request.cmd, request.args, dashboard.role)
             reply = {"type": "reply", "id": request.id, "ok": True, "result": result}
         except RequestError as error:
             reply = {"type": "reply", "id": request_id, "ok": False,
@@ -256,8 +286,14 @@ class FleetService:
             pass
 
     # --- actions ------------------------------------------------------------------------------
-    async def handle(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
-        """Carry out a dashboard command on every booth it names, at once; per-booth outcomes."""
+    async def handle(self, cmd: str, args: dict[str, Any], role: str = CONTROLLER) -> dict[str, Any]:
+        """Carry out a dashboard command on every booth it names, at once; per-booth outcomes.
+
+        Raises :class:`RequestError` (``forbidden``) for an observer, before anything is checked or sent.
+        """
+        if role != CONTROLLER:
+            raise RequestError("forbidden", f"this dashboard signed in with the fleet's observer token: it can "
+                                            f"watch the booths but not {cmd} them")
         try:
             parsed = StartArgs.model_validate(args) if cmd == "start" else BoothsArgs.model_validate(args)
         except ValidationError as exc:
@@ -289,6 +325,7 @@ class FleetService:
         return dict(await asyncio.gather(*calls))
 
     def stats(self) -> dict[str, Any]:
+        """Figures for ``/api/stats``: booths connected, rows and commits, backlog, lag percentiles."""
         writer = self.writer
         return {
             "booths": len(self.links),
@@ -309,4 +346,5 @@ class FleetService:
 
 
 def describe(exc: ValidationError) -> str:
+    """A validation error as one line: ``field: problem; ...``."""
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors())

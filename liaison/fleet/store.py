@@ -19,12 +19,13 @@ participant: ``SELECT * FROM trial_rows WHERE experiment = 'rt_demo'``.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+
+from pydantic_core import to_json
 
 END_STATUS = {"run_finished": "finished", "run_failed": "failed", "run_recovered": "recovered"}
 ROW_EVENT = "data_rows"
@@ -44,6 +45,7 @@ class Ingest:
     event: str
     time: float
     data: dict[str, Any]
+    size: int = 0  # bytes of JSON it arrived as (bounds the writer's backlog in bytes)
 
 
 # --- schema ----------------------------------------------------------------------------------
@@ -114,12 +116,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
-
-
 def dumps(value: Any) -> str:
-    """Compact JSON; what JSON cannot hold (a date, a numpy scalar) becomes its text."""
-    return _ENCODER.encode(value)
+    """Compact JSON, keys in their order; NaN and infinities become null (as a booth sends them),
+    what JSON cannot hold (a numpy scalar, an object) its text.
+
+    ``pydantic_core.to_json`` is about five times faster than ``json.dumps`` on a trial row, and
+    every row the fleet stores goes through here.
+    """
+    return to_json(value, inf_nan_mode="null", fallback=str).decode()
 
 
 class Store:
@@ -130,6 +134,7 @@ class Store:
 
     dialect = "sql"
     json_type = "TEXT"
+    copy_lines = False  # events and rows handed to _insert_many as COPY text lines, not tuples
 
     def __init__(self) -> None:
         self.conn: Any = None
@@ -173,6 +178,7 @@ class Store:
         return applied
 
     def version(self) -> int:
+        """The newest schema version applied to this store (0 for none)."""
         with self._transaction() as cur:
             cur.execute("SELECT MAX(version) FROM schema_migrations")
             return cur.fetchone()[0] or 0
@@ -197,19 +203,35 @@ class Store:
         """Store a batch in one transaction; events already stored are skipped. Returns rows offered."""
         events, rows, starts, ends = [], [], [], []
         cursors: dict[tuple[str, str], int] = {}
+        # PostgreSQL takes events and rows as COPY text: made here, line by line, from values escaped
+        # once per event (a tuple per row formatted later cost twice as much).
+        copy_lines = self.copy_lines
+        esc = _copy_text_value
         for item in batch:
             data = item.data
             run_id = data.get("run_id")
             key = (item.booth, item.session_id)
             cursors[key] = max(cursors.get(key, 0), item.seq)
+            if copy_lines:
+                head = f"{esc(item.booth)}\t{esc(item.session_id)}\t{int(item.seq)}\t"
+                run = "\\N" if run_id is None else esc(str(run_id))
+                when = repr(float(item.time))
             if item.event == ROW_EVENT:
                 first = data.get("first_row", 0)
                 sent = data.get("rows") or []
-                for idx, row in enumerate(sent):
-                    rows.append((item.booth, item.session_id, item.seq, idx, run_id, first + idx, item.time,
-                                 dumps(row)))
+                if copy_lines:
+                    first = int(first)
+                    rows.extend([f"{head}{idx}\t{run}\t{first + idx}\t{when}\t{esc(dumps(row))}\n"
+                                 for idx, row in enumerate(sent)])
+                else:
+                    for idx, row in enumerate(sent):
+                        rows.append((item.booth, item.session_id, item.seq, idx, run_id, first + idx, item.time,
+                                     dumps(row)))
                 data = {k: v for k, v in data.items() if k != "rows"} | {"n_rows": len(sent)}
-            events.append((item.booth, item.session_id, item.seq, item.event, item.time, run_id, dumps(data)))
+            if copy_lines:
+                events.append(f"{head}{esc(item.event)}\t{when}\t{run}\t{esc(dumps(data))}\n")
+            else:
+                events.append((item.booth, item.session_id, item.seq, item.event, item.time, run_id, dumps(data)))
             if item.event == "run_started":
                 exp_info = data.get("exp_info") or {}
                 participant = exp_info.get("participant")
@@ -260,6 +282,7 @@ class Store:
         raise NotImplementedError
 
     def close(self) -> None:
+        """Close the connection (the store cannot be used afterwards)."""
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -312,6 +335,7 @@ class PostgresStore(Store):
 
     dialect = "postgresql"
     json_type = "JSON"  # kept as sent (key order too); parsing into jsonb halves the ingest rate
+    copy_lines = True
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -358,6 +382,9 @@ class PostgresStore(Store):
                 cur.execute(f"ALTER TABLE {stage} ALTER COLUMN {column} TYPE TEXT")
             self._staged.add(stage)
         names = ", ".join(columns)
+        # Formatted once (psycopg's write_row cost three times as much per row); events and rows
+        # arrive as lines already.
+        text = "".join(rows) if rows[0].__class__ is str else copy_text(rows)
         # Most batches hold nothing stored before: COPY straight into the table. Only when that
         # meets a row already there (a replay) do the rows go through the staging table and skip it.
         import psycopg
@@ -365,16 +392,44 @@ class PostgresStore(Store):
         try:
             with self.conn.transaction():  # a savepoint: a duplicate undoes only this attempt
                 with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
+                    copy.write(text)
             return
         except psycopg.errors.UniqueViolation:
             pass
         with cur.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+            copy.write(text)
         select = ", ".join(f"{c}::json" if c in json_columns else c for c in columns)
         cur.execute(f"INSERT INTO {table} ({names}) SELECT {select} FROM {stage} ON CONFLICT DO NOTHING")
+
+
+def _copy_text_value(value: str) -> str:
+    # COPY's text format: a backslash starts an escape, tab and newline end a field and a row.
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+# One lookup by exact type per value (a row has 7 or 8 of them, 20,000 rows a second at full load).
+_COPY_FORMAT: dict[type, Callable[[Any], str]] = {
+    str: _copy_text_value,
+    int: int.__repr__,
+    float: float.__repr__,  # shortest round-trip text: the same double in PostgreSQL
+    bool: lambda value: "t" if value else "f",
+    type(None): lambda value: "\\N",
+}
+
+
+def _copy_value(value: Any) -> str:
+    format_ = _COPY_FORMAT.get(value.__class__)
+    if format_ is not None:
+        return format_(value)
+    if isinstance(value, (int, float)):  # subclasses (numpy scalars arrive as text anyway)
+        return repr(value)
+    return _copy_text_value(str(value))
+
+
+def copy_text(rows: Iterable[tuple]) -> str:
+    """Rows in COPY's text format (tab-separated, ``\\N`` for NULL, escaped text), one line each."""
+    get, slow = _COPY_FORMAT.get, _copy_value
+    return "".join(["\t".join([(get(v.__class__) or slow)(v) for v in row]) + "\n" for row in rows])
 
 
 class _PgTransaction:

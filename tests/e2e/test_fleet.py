@@ -25,6 +25,7 @@ from pgcluster import free_port, wait_for
 from liaison.store.journal import Journal
 
 FLEET_TOKEN = "fleet-token-0123456789"
+OBSERVER_TOKEN = "fleet-observer-token-0123"
 BOOTHS = ("booth-a", "booth-b", "booth-c")
 
 
@@ -72,7 +73,8 @@ class Fleet:
     def __init__(self, base: Path, booths: list[Booth], store: str | None) -> None:
         self.config = base / "fleet.toml"
         self.port = free_port()
-        lines = [f'[fleet]\nport = {self.port}\ntoken = "{FLEET_TOKEN}"\nsilent_after = 10\n']
+        lines = [f'[fleet]\nport = {self.port}\ntoken = "{FLEET_TOKEN}"\nobserver_token = "{OBSERVER_TOKEN}"\n'
+                 'silent_after = 10\n']
         for booth in booths:
             lines.append(f'[[booth]]\nname = "{booth.name}"\nurl = "{booth.url}"\ntoken = "{booth.token}"\n')
         self.config.write_text("\n".join(lines))
@@ -128,13 +130,14 @@ def pg(url: str, sql: str, *params):
         return conn.execute(sql, params).fetchall()
 
 
-async def fleet_request(fleet: Fleet, cmd: str, args: dict) -> dict:
+async def fleet_request(fleet: Fleet, cmd: str, args: dict, token: str = FLEET_TOKEN, role: str = "controller"
+                        ) -> dict:
     """One request on the fleet's own WebSocket, as the dashboard sends it."""
     async with websockets.connect(f"ws://127.0.0.1:{fleet.port}/", open_timeout=10) as ws:
         assert json.loads(await ws.recv())["type"] == "hello"
-        await ws.send(json.dumps({"type": "auth", "token": FLEET_TOKEN}))
+        await ws.send(json.dumps({"type": "auth", "token": token}))
         welcome = json.loads(await ws.recv())
-        assert welcome["type"] == "welcome"
+        assert welcome["type"] == "welcome" and welcome["role"] == role
         await ws.send(json.dumps({"type": "request", "id": 7, "cmd": cmd, "args": args}))
         while True:
             message = json.loads(await asyncio.wait_for(ws.recv(), 90))
@@ -195,6 +198,50 @@ def test_the_fleet_refuses_bad_tokens_hosts_and_origins(lab):
     assert not reply["ok"] and reply["error"]["code"] == "not_found"
     reply = asyncio.run(fleet_request(fleet, "pause", {"booths": []}))
     assert not reply["ok"] and reply["error"]["code"] == "invalid_args"
+
+
+def test_the_observer_token_watches_everything_and_is_refused_every_action(lab):
+    """Over the real WebSocket and HTTP: the observer sees the tiles, reads /api/stats, and commands nothing."""
+    from playwright.sync_api import expect, sync_playwright
+
+    fleet, booths = lab["fleet"], lab["booths"]
+    wait_all_connected(fleet)
+    before = {name: b.journal_events() for name, b in booths.items()}
+    for cmd, args in [("pause", {"booths": list(BOOTHS)}), ("stop", {"booths": ["booth-a"]}),
+                      ("start", {"key": "rt_demo", "booths": [{"name": "booth-a", "participant": "x"}]})]:
+        reply = asyncio.run(fleet_request(fleet, cmd, args, token=OBSERVER_TOKEN, role="observer"))
+        assert not reply["ok"] and reply["error"]["code"] == "forbidden", reply
+        assert "observer" in reply["error"]["message"]
+    # Nothing reached a booth: no command was journalled, no run started.
+    assert all(len(booths[n].journal_events()) == len(before[n]) for n in BOOTHS)
+
+    async def ask_for_control() -> tuple:
+        async with websockets.connect(f"ws://127.0.0.1:{fleet.port}/", open_timeout=10) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "auth", "token": OBSERVER_TOKEN, "role": "controller"}))
+            refusal = json.loads(await ws.recv())
+            try:
+                await ws.recv()
+            except websockets.exceptions.ConnectionClosed as exc:
+                return refusal, exc.rcvd.code
+            return refusal, None
+
+    refusal, code = asyncio.run(ask_for_control())
+    assert code == 4001 and refusal["error"] == {"code": "unauthorized", "message": "this token is for observers only"}
+    for token, status in [(OBSERVER_TOKEN, 200), (FLEET_TOKEN, 200), ("wrong-token-0123456", 401)]:
+        conn = http.client.HTTPConnection("127.0.0.1", fleet.port, timeout=10)
+        conn.request("GET", "/api/stats", headers={"Authorization": f"Bearer {token}"})
+        assert conn.getresponse().status == status, token
+        conn.close()
+    with sync_playwright() as p:  # the page shows the tiles and no actions
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{fleet.port}/#token={OBSERVER_TOKEN}")
+        expect(page.locator("article.tile")).to_have_count(3, timeout=20_000)
+        expect(page.locator("#conn")).to_have_text("connected (observer: view only)")
+        expect(page.locator("#actions")).to_be_hidden()
+        expect(page.locator('input[aria-label^="participant for"]')).to_have_count(0)
+        browser.close()
 
 
 def test_the_page_shows_every_booth_and_start_on_all_reaches_each(lab):

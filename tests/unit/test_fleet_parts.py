@@ -117,13 +117,159 @@ def test_model_raises_silent_and_stalled_alerts_once():
 
 
 def test_the_fleet_client_forgets_events_once_handed_on():
-    """A fleet follows booths for weeks: its client must not keep every run's events (AsyncClient does)."""
-    from liaison.fleet.link import FleetClient
+    """A fleet follows booths for weeks: its client hands each frame's events on and keeps none (AsyncClient does)."""
+    from liaison.fleet.client import FleetClient
 
     client = FleetClient("ws://127.0.0.1:1/", "t", since=0)
     frame = [{"v": 1, "type": "event", "seq": seq, "event": "data_rows", "time": 0.0,
               "data": {"run_id": f"r{seq % 7}", "rows": [{}]}} for seq in range(1, 1001)]
-    client._on_frame(json.dumps(frame))
+    client._on_frame(json.dumps(frame[:10]))  # before the link is ready: kept for it
+    handed: list[list] = []
+    client.attach(lambda events, size: handed.append(events))
+    client._on_frame(json.dumps(frame[10:]))
     client._on_frame(json.dumps(frame[499]))  # a replayed one: dropped
-    assert client._run_events == {}
-    assert len(client._backlog) == 1000 and client.last_seq == 1000
+    assert [len(batch) for batch in handed] == [10, 990]
+    assert [e.seq for batch in handed for e in batch] == list(range(1, 1001))
+    assert client._run_events == {} and client._early == [] and client.last_seq == 1000
+
+
+def test_the_fleet_client_says_when_it_could_not_keep_early_events(monkeypatch):
+    from liaison.fleet import client as fleet_client
+
+    monkeypatch.setattr(fleet_client, "EARLY_EVENTS", 5)
+    client = fleet_client.FleetClient("ws://127.0.0.1:1/", "t", since=0)
+    client._on_frame(json.dumps([{"v": 1, "type": "event", "seq": seq, "event": "status", "time": 0.0,
+                                  "data": {}} for seq in range(1, 7)]))
+    with pytest.raises(fleet_client.BufferOverflow):
+        client.attach(lambda events, size: None)
+    monkeypatch.setattr(fleet_client, "EARLY_EVENTS", 1000)
+    monkeypatch.setattr(fleet_client, "EARLY_BYTES", 100)  # a few events, but too many bytes
+    client = fleet_client.FleetClient("ws://127.0.0.1:1/", "t", since=0)
+    client._on_frame(json.dumps([{"v": 1, "type": "event", "seq": 1, "event": "status", "time": 0.0,
+                                  "data": {"note": "x" * 200}}]))
+    with pytest.raises(fleet_client.BufferOverflow, match="MiB"):
+        client.attach(lambda events, size: None)
+
+
+def test_the_fleet_client_refuses_a_frame_that_is_not_json():
+    from liaison.fleet.client import FleetClient
+    from liaison.protocol import ProtocolError
+
+    client = FleetClient("ws://127.0.0.1:1/", "t", since=0)
+    with pytest.raises(ProtocolError, match="invalid JSON"):
+        client._on_frame('{"v": 1, "type": "event", "seq": ')
+
+
+def test_a_link_holds_its_booth_while_the_store_is_behind_and_reads_again_once_it_caught_up(tmp_path, monkeypatch):
+    """Backpressure, not reconnects: a full backlog stops reading from the booth until the store caught up."""
+    import asyncio
+
+    from liaison.fleet import writer as fleet_writer
+    from liaison.fleet.client import FleetClient
+    from liaison.fleet.link import BoothLink
+    from liaison.protocol.client import Event
+
+    monkeypatch.setattr(fleet_writer, "MAX_BACKLOG", 8)
+    config = parse_config({"booth": [{"name": "b1", "url": "ws://127.0.0.1:1/"}]})
+    model = FleetModel(config.booth)
+
+    async def scenario():
+        store = open_store(tmp_path / "fleet.sqlite")
+        writer = fleet_writer.StoreWriter(store, asyncio.get_running_loop())
+        link = BoothLink(config.booth[0], model, writer)
+        link.client = FleetClient("ws://127.0.0.1:1/", "t", since=0)
+        link.session_id = "s1"
+        link._outcome = asyncio.get_running_loop().create_future()
+        rows = [Event(seq, "data_rows", 1.0, {"run_id": "r", "first_row": seq - 1, "rows": [{"rt": seq}]})
+                for seq in range(1, 6)]
+        with writer._cond:  # the writer thread is busy: everything stays queued for now
+            link._take(rows, 500)
+            assert writer.full and not link.client._gate.is_set()  # held
+            assert not link._outcome.done()  # the connection stays up
+        assert "the store is behind" in model.tiles["b1"].error
+        await asyncio.wait_for(link._release, 10)  # the writer caught up...
+        assert link.client._gate.is_set() and writer.backlog <= 2  # ...and the booth is read again
+        assert model.tiles["b1"].error is None
+        for _ in range(200):  # the last commit lands within a few ms
+            if store_rows(writer) == 5:
+                break
+            await asyncio.sleep(0.05)
+        assert store_rows(writer) == 5
+        await asyncio.get_running_loop().run_in_executor(None, writer.stop)
+
+    def store_rows(writer):
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "fleet.sqlite") as conn:
+            return conn.execute("SELECT COUNT(*) FROM data_rows").fetchone()[0]
+
+    asyncio.run(scenario())
+
+
+def test_the_observer_token_is_refused_every_action_with_a_typed_error():
+    import asyncio
+
+    from liaison.fleet.service import FleetService, RequestError
+
+    config = parse_config({"fleet": {"token": "controller-token-0123", "observer_token": "observer-token-0123"},
+                           "booth": [{"name": "a", "url": "ws://127.0.0.1:1/"}]})
+    service = FleetService(config)
+    assert service.role_for({"token": "controller-token-0123"}) == "controller"
+    assert service.role_for({"token": "observer-token-0123"}) == "observer"
+    assert service.role_for({"token": "observer-token-0123", "role": "controller"}) is None
+    assert service.role_for({"token": "controller-token-0123", "role": "observer"}) == "observer"
+    assert service.role_for({"token": "wrong-token-0123456"}) is None
+    assert service.role_for({}) is None
+    for cmd, args in [("pause", {"booths": ["a"]}), ("start", {"key": "k", "booths": [{"name": "a"}]})]:
+        with pytest.raises(RequestError) as refused:
+            asyncio.run(service.handle(cmd, args, role="observer"))
+        assert refused.value.code == "forbidden" and cmd in refused.value.message
+
+
+def test_the_observer_token_must_be_long_and_different(tmp_path):
+    booth = [{"name": "a", "url": "ws://h/"}]
+    with pytest.raises(ConfigError, match="must differ from token"):
+        parse_config({"fleet": {"token": "same-token-0123", "observer_token": "same-token-0123"}, "booth": booth})
+    with pytest.raises(ConfigError, match="at least 12"):
+        parse_config({"fleet": {"token": "a-token-0123456", "observer_token": "short"}, "booth": booth})
+
+
+def test_tls_pins_are_checked_when_the_config_is_read(tmp_path):
+    good = "SHA256:" + ":".join(["AB"] * 32)
+    config = parse_config({"booth": [{"name": "a", "url": "wss://h/", "fingerprint": good.lower()}]})
+    assert config.booth[0].fingerprint == good  # normalised as `liaison serve` prints it
+    with pytest.raises(ConfigError, match=r"booth\[0\]\.fingerprint: .*not a SHA-256 fingerprint"):
+        parse_config({"booth": [{"name": "a", "url": "wss://h/", "fingerprint": "12:34"}]})
+    with pytest.raises(ConfigError, match="for wss:// booths"):
+        parse_config({"booth": [{"name": "a", "url": "ws://h/", "fingerprint": good}]})
+    with pytest.raises(ConfigError, match=r"booth\[0\]\.ca_file: no CA file"):
+        parse_config({"booth": [{"name": "a", "url": "wss://h/", "ca_file": str(tmp_path / "missing.pem")}]})
+
+
+def test_postgresql_gets_every_awkward_value_exactly_as_sent_once(postgres):
+    """The COPY text the store makes by hand: tabs, newlines, backslashes, quotes, NUL-free unicode, NaN."""
+    import psycopg
+
+    database = "fleet_copy_text"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {database}")
+        conn.execute(f"CREATE DATABASE {database}")
+    store = open_store(postgres.url.rsplit("/", 1)[0] + f"/{database}")
+    odd = "tab\there\nnew line\r\\back\\slash \"quoted\" é ✓ \\N"
+    row = {"text": odd, "rt": float("nan"), "big": 2**62, "t": True, "none": None, "nested": {"k": [1, odd]}}
+    session = "s\t1\\x"  # a booth may name its session anything
+    events = [Ingest("b1", session, 1, "run_started", 1.5, {"run_id": f"r{odd}", "key": "k", "exp_info": {"participant": odd}}),
+              Ingest("b1", session, 2, "data_rows", 2.25, {"run_id": f"r{odd}", "key": "k", "first_row": 0,
+                                                            "rows": [row, {"n": 2}]}),
+              Ingest("b1", session, 3, "run_finished", 3.0, {"run_id": f"r{odd}", "outcome": "completed", "rows": 2})]
+    try:
+        store.write(events)
+        store.write(events)  # a replay: COPY meets the duplicates and falls back to the staging table
+        stored = store.query("SELECT session_id, run_id, row_index, time, row::text FROM data_rows ORDER BY idx")
+        assert [r[:4] for r in stored] == [(session, f"r{odd}", 0, 2.25), (session, f"r{odd}", 1, 2.25)]
+        assert json.loads(stored[0][4]) == {**row, "rt": None}  # NaN is null, as a booth sends it
+        assert store.query("SELECT participant, status FROM runs") == [(odd, "finished")]
+        assert store.query("SELECT COUNT(*), MAX(seq) FROM events") == [(3, 3)]
+        assert store.cursors("b1") == {session: 3}
+    finally:
+        store.close()

@@ -41,12 +41,14 @@ function ago(t) {
   return s < 2 ? "just now" : s < 120 ? `${Math.round(s)} s ago` : `${Math.round(s / 60)} min ago`;
 }
 
+let observer = false; // signed in with the fleet's observer token
+
 function renderTile(tile) {
   const contact = tile.contact === "no contact" ? "nocontact" : tile.contact;
   const trial = tile.trial_n ? (tile.trial_total ? `${tile.trial_n} of ${tile.trial_total}` : `${tile.trial_n}`) : "–";
-  const box = h("input", { type: "checkbox", "aria-label": `select ${tile.name}`, checked: selected.has(tile.name),
+  const box = observer ? null : h("input", { type: "checkbox", "aria-label": `select ${tile.name}`, checked: selected.has(tile.name),
     onchange: (e) => { e.target.checked ? selected.add(tile.name) : selected.delete(tile.name); } });
-  const pid = h("input", { type: "text", placeholder: "participant", "aria-label": `participant for ${tile.name}`,
+  const pid = observer ? null : h("input", { type: "text", placeholder: "participant", "aria-label": `participant for ${tile.name}`,
     value: participants.get(tile.name) || "", oninput: (e) => participants.set(tile.name, e.target.value) });
   const el = h("article", { class: `tile ${contact} ${tile.status || ""}`, "data-booth": tile.name },
     h("h3", {}, h("label", {}, box, " ", tile.name),
@@ -117,7 +119,9 @@ function connect(token) {
     if (msg.type === "hello") ws.send(JSON.stringify({ type: "auth", token }));
     else if (msg.type === "welcome") {
       retry = 500;
-      $("conn").textContent = "connected";
+      observer = msg.role === "observer";  // the observer token: view only, actions refused
+      $("conn").textContent = observer ? "connected (observer: view only)" : "connected";
+      $("actions").hidden = observer;
       $("token-form").hidden = true;
       $("main").hidden = false;
       tiles.clear();
