@@ -24,7 +24,7 @@ from ..protocol.client import Event
 from .client import BufferOverflow, FleetClient
 from .config import BoothConfig
 from .model import FleetModel
-from .store import Ingest
+from .store import Ingest, problem_with, set_aside
 from .writer import StoreWriter
 
 log = logging.getLogger("liaison.fleet")
@@ -211,7 +211,14 @@ class BoothLink:
             if kind == "alert":  # out of band (no seq of its own): shown, not stored
                 model.alert(name, "booth", str(event.data.get("message") or event.data.get("code")))
                 continue
-            items.append(Ingest(name, session_id, event.seq, kind, event.time, event.data, share))
+            item = Ingest(name, session_id, event.seq, kind, event.time, event.data, share)
+            problem = problem_with(kind, event.data)
+            if problem is not None:  # kept whole, but as what it is: the store and the tile go on with the rest
+                items.append(set_aside(item, problem))
+                model.alert(name, "malformed", f"event {event.seq} ({kind}) could not be stored as one: {problem}; "
+                                               "it is kept in the store as a malformed_event")
+                continue
+            items.append(item)
             if event.seq > snapshot_seq:
                 model.event(name, kind, event.seq, event.time, event.data)
         if items:

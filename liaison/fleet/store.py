@@ -48,6 +48,52 @@ class Ingest:
     size: int = 0  # bytes of JSON it arrived as (bounds the writer's backlog in bytes)
 
 
+MALFORMED = "malformed_event"  # what a booth event the store cannot take is stored as (kept, not expanded)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def problem_with(event: str, data: dict[str, Any]) -> str | None:
+    """Why ``write`` could not store this booth event as its kind (None: it can).
+
+    A booth running our server never sends such an event; one that does (a
+    bug, an incompatible version, a hostile host) must not stop the store:
+    its event is kept whole as a :data:`MALFORMED` event instead (see
+    :func:`set_aside`) and every other booth's rows go on being stored.
+    """
+    run_id = data.get("run_id")
+    if run_id is not None and not isinstance(run_id, str):
+        return f"run_id is {type(run_id).__name__}, not text"
+    if event == ROW_EVENT:
+        first, rows = data.get("first_row", 0), data.get("rows")
+        if not _is_int(first) or first < 0:
+            return f"first_row is {first!r}, not a row number"
+        if rows is not None and (not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows)):
+            return "rows is not a list of rows (objects)"
+    elif event == "run_started":
+        if not isinstance(data.get("exp_info") or {}, dict):
+            return "exp_info is not an object"
+        if not isinstance(data.get("key") or "", str) or not isinstance(data.get("data_dir") or "", str):
+            return "key or data_dir is not text"
+    elif event in END_STATUS:
+        if data.get("rows") is not None and not _is_int(data.get("rows")):
+            return f"rows is {data.get('rows')!r}, not a count"
+        if not isinstance(data.get("data_files") or [], list):
+            return "data_files is not a list"
+        for name in ("outcome", "error", "reason"):
+            if data.get(name) is not None and not isinstance(data.get(name), str):
+                return f"{name} is not text"
+    return None
+
+
+def set_aside(item: "Ingest", problem: str) -> "Ingest":
+    """``item`` as a :data:`MALFORMED` event: its kind, the problem and its data kept whole in ``events``."""
+    return Ingest(item.booth, item.session_id, item.seq, MALFORMED, item.time,
+                  {"event": item.event, "problem": problem, "data": item.data}, item.size)
+
+
 # --- schema ----------------------------------------------------------------------------------
 # `{json}` is json in PostgreSQL and TEXT (JSON text) in SQLite; everything else is common SQL.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [

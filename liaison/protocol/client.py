@@ -178,13 +178,20 @@ class ClientCore:
                 self.pending.discard(request_id)
                 out.append(Reply(request_id, bool(item.get("ok")), item.get("result"), item.get("error")))
         elif kind == "event":
-            seq = item["seq"]
+            seq, name, when, data = item.get("seq"), item.get("event"), item.get("time"), item.get("data") or {}
+            if not (isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 and isinstance(name, str)
+                    and isinstance(when, (int, float)) and not isinstance(when, bool) and isinstance(data, dict)):
+                raise ProtocolError(ErrorCode.INVALID_MESSAGE, "the server sent an event without an integer seq, "
+                                    "a text event name, a numeric time and an object of data")
             if self.last_seq is not None and seq <= self.last_seq:
                 return  # already seen (replay overlap after a reconnect)
             self.last_seq = seq
-            out.append(Event(seq, item["event"], item["time"], item.get("data") or {}))
+            out.append(Event(seq, name, float(when), data))
         elif kind == "gap":
-            out.append(Event(item["to_seq"], "gap", time.time(), item))
+            to_seq = item.get("to_seq")
+            if not isinstance(to_seq, int) or isinstance(to_seq, bool):
+                raise ProtocolError(ErrorCode.INVALID_MESSAGE, "the server sent a gap without an integer to_seq")
+            out.append(Event(to_seq, "gap", time.time(), item))
         elif kind == "alert":  # out of band: takes no seq, so it never moves last_seq
             out.append(Event(self.last_seq or 0, "alert", time.time(), item))
         elif kind == "goodbye":

@@ -45,6 +45,50 @@ def test_sqlite_store_is_migrated_once_and_writes_are_idempotent(tmp_path):
     again.close()
 
 
+def test_a_malformed_booth_event_is_kept_aside_and_never_stops_the_store(tmp_path):
+    """A data_rows event the rows table cannot take is stored whole as a malformed_event; the rest goes on."""
+    import asyncio
+
+    from liaison.fleet.link import BoothLink
+    from liaison.fleet.writer import StoreWriter
+    from liaison.protocol.client import Event
+
+    config = parse_config({"booth": [{"name": "b1", "url": "ws://127.0.0.1:1/"}]})
+    model = FleetModel(config.booth)
+    bad = [Event(2, "data_rows", 1.0, {"run_id": "r", "first_row": "two", "rows": [{"rt": 1}]}),
+           Event(3, "data_rows", 1.0, {"run_id": "r", "first_row": 0, "rows": "not rows"}),
+           Event(4, "run_finished", 1.0, {"run_id": "r", "rows": "many"})]
+    good = Event(5, "data_rows", 1.0, {"run_id": "r", "first_row": 0, "rows": [{"rt": 0.5}]})
+
+    async def scenario():
+        from liaison.fleet.client import FleetClient
+
+        writer = StoreWriter(open_store(tmp_path / "fleet.sqlite"), asyncio.get_running_loop())
+        link = BoothLink(config.booth[0], model, writer)
+        link.client = FleetClient("ws://127.0.0.1:1/", "t", since=0)
+        link.session_id = "s1"
+        link._outcome = asyncio.get_running_loop().create_future()
+        link._take([*bad, good], 400)
+        for _ in range(200):
+            if writer.events_written == 4 or writer.failing:
+                break
+            await asyncio.sleep(0.02)
+        failing = writer.failing
+        await asyncio.get_running_loop().run_in_executor(None, writer.stop)
+        return failing
+
+    assert asyncio.run(scenario()) is None, "the store was blocked by a malformed event"
+    store = open_store(tmp_path / "fleet.sqlite")
+    kept = store.query("SELECT seq, event, data FROM events ORDER BY seq")
+    assert [(seq, event) for seq, event, _ in kept] == [(2, "malformed_event"), (3, "malformed_event"),
+                                                        (4, "malformed_event"), (5, "data_rows")]
+    first = json.loads(kept[0][2])
+    assert first["event"] == "data_rows" and "first_row" in first["problem"] and first["data"]["first_row"] == "two"
+    assert [json.loads(r) for (r,) in store.query("SELECT row FROM data_rows")] == [{"rt": 0.5}]
+    assert len([a for a in model.alerts if a.kind == "malformed"]) == 3
+    store.close()
+
+
 def test_trial_rows_shows_the_latest_send_of_a_row(tmp_path):
     store = open_store(tmp_path / "fleet.sqlite")
     events = a_run(rows=2)

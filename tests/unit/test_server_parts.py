@@ -334,6 +334,24 @@ def test_client_core_handshake_replies_and_duplicates():
     assert json.loads(core.auth_text())["since"] == 6, "a reconnect asks for what follows"
 
 
+@pytest.mark.parametrize("event", [
+    '{"v":1,"type":"event","event":"x","time":1,"data":{}}',  # no seq
+    '{"v":1,"type":"event","seq":"7","event":"x","time":1,"data":{}}',
+    '{"v":1,"type":"event","seq":7,"event":3,"time":1,"data":{}}',
+    '{"v":1,"type":"event","seq":7,"event":"x","time":"now","data":{}}',
+    '{"v":1,"type":"event","seq":7,"event":"x","time":1,"data":[1]}',
+    '{"v":1,"type":"gap","from_seq":1}',
+])
+def test_client_core_names_a_malformed_event_as_a_protocol_error(event):
+    """Not a KeyError or TypeError deep in a reader: the typed error a client drops the connection on."""
+    core = ClientCore("t")
+    core.connecting()
+    core.receive('{"v":1,"type":"welcome","last_seq":5}')
+    with pytest.raises(ProtocolError) as bad:
+        core.receive(event)
+    assert bad.value.code == ErrorCode.INVALID_MESSAGE and core.last_seq == 5
+
+
 def test_client_core_checks_arguments_before_sending_and_knows_when_to_give_up():
     core = ClientCore("t")
     with pytest.raises(ProtocolError) as bad:
