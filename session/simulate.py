@@ -50,6 +50,7 @@ DEFAULT_KEY = "space"
 NEVER_PRESSED = frozenset({"escape"})  # quits Builder experiments: a participant would not press it
 SCAN_INTERVAL = 0.05  # s: how often the routine's locals are searched for sliders
 EPISODE_GAP = 0.25  # s: an event.getKeys call site quiet this long starts a new episode
+STALE_PRESS = 2.0  # s: a press its listener never polls again (routine ended otherwise) is released after this
 OWN_FILES = {__file__, str(Path(__file__).with_name("control.py"))}
 
 
@@ -214,6 +215,38 @@ class Episode:
     delivered: bool = False
     released: bool = False
     response: Any = None
+    flip: Any = None  # the window's last flip time when the episode began (see _flipped_since)
+
+
+def _flipped_since(episode: Episode, win) -> bool:
+    """Has the window flipped since ``episode`` began? Then its onset flip (which resets clocks) is past.
+
+    ``thisExp.status`` is read more than once a frame, so counting calls
+    does not tell frames apart; the window's own flip timestamp does.
+    """
+    stamp = getattr(win, "_frameTime", None)
+    if episode.flip is None:
+        episode.flip = ("at", stamp)
+        return False
+    return episode.flip != ("at", stamp)
+
+
+@dataclass
+class Press:
+    """A simulated mouse press still held (pyglet's press handler has run, its release handler not yet).
+
+    ``listener`` is the Mouse the click is for (a mouse component, a button's
+    own listener). The press is released once that Mouse has polled it and
+    ``hold`` has passed: other Mice polling meanwhile (a form's sliders read
+    the buttons while they draw) do not count, or a slow frame could release
+    the press before the button's ``isClicked`` ever reads it.
+    """
+
+    x: int
+    y: int
+    when: float
+    listener: Any
+    seen: bool = False
 
 
 class Simulator:
@@ -231,7 +264,7 @@ class Simulator:
         self._log = None
         self._patches: list[tuple[Any, str, Any]] = []
         self._sliders: list[tuple[str, Any]] = []
-        self._button_down: list | None = None  # a simulated press still held: [x, y, when, seen by a poll]
+        self._button_down: Press | None = None  # a simulated press still held
         self._buttons: list[tuple[str, Any]] = []
         self._texts: list[tuple[str, Any, Any]] = []  # free-text items of forms
         self._next_scan = 0.0
@@ -268,8 +301,8 @@ class Simulator:
         def get_pressed(this, getTime=False):
             sim._mouse(this)
             pressed = original_pressed(this, getTime=getTime)
-            if sim._button_down is not None:
-                sim._button_down[3] = True  # the experiment has seen the press
+            if sim._button_down is not None and sim._button_down.listener is this:
+                sim._button_down.seen = True  # the component the click is for has read it
             return pressed
 
         self._patch(keyboard.Keyboard, "getKeys", kb_get_keys)
@@ -466,7 +499,7 @@ class Simulator:
     # mice ---------------------------------------------------------------------------------------
     def _mouse(self, mouse) -> None:
         """A mouse component polls its buttons: click a clickable stimulus when the RT has come."""
-        from psychopy import clock, event
+        from psychopy import clock
         from psychopy.constants import STARTED
 
         now = clock.getTime()
@@ -489,31 +522,36 @@ class Simulator:
         if not decision.respond:
             self._record(episode, "click", None, None, correct_names)
             return
-        if now - episode.first_seen < decision.rt:
-            return
+        if now - episode.first_seen < decision.rt or self._button_down is not None:
+            return  # not yet, or the last click is still held
         target = _choose_target(targets, correct_names, decision)
         if target is not None:
-            try:
-                mouse.setPos(_pos_in_window_units(target, mouse.win))
-            except Exception:  # noqa: BLE001 - a stimulus without a usable position: click where the mouse is
-                pass
-        win_handle = getattr(mouse.win, "winHandle", None)
-        x, y = getattr(win_handle, "_mouse_x", 0), getattr(win_handle, "_mouse_y", 0)
-        event._onPygletMousePress(x, y, event.LEFT, 0)
-        self._button_down = [x, y, now, False]
-        episode.response = (x, y)
+            _point_at(target, mouse)
+        episode.response = self._press(mouse, now)
         self._record(episode, "click", getattr(target, "name", None), decision.rt, correct_names)
+
+    def _press(self, listener, now: float) -> tuple[int, int]:
+        """Press the left button where the pointer is (pyglet's own handler), held for ``listener``."""
+        from psychopy import event
+
+        handle = getattr(listener.win, "winHandle", None)
+        x, y = getattr(handle, "_mouse_x", 0), getattr(handle, "_mouse_y", 0)
+        event._onPygletMousePress(x, y, event.LEFT, 0)
+        self._button_down = Press(x, y, now, listener)
+        return x, y
 
     def _release_due(self, now: float) -> bool:
         down = self._button_down
-        return down is not None and down[3] and now - down[2] >= self.policy.hold
+        if down is None:
+            return False
+        held = now - down.when
+        return (down.seen and held >= self.policy.hold) or held >= self.policy.hold + STALE_PRESS
 
     def _release_button(self) -> None:
         from psychopy import event
 
-        x, y, _when, _seen = self._button_down
-        self._button_down = None
-        event._onPygletMouseRelease(x, y, event.LEFT, 0)
+        down, self._button_down = self._button_down, None
+        event._onPygletMouseRelease(down.x, down.y, event.LEFT, 0)
 
     def _clickables(self, name: str, frame) -> list:
         text = self.params.get(name, {}).get("clickable", "")
@@ -536,8 +574,12 @@ class Simulator:
 
     # sliders --------------------------------------------------------------------------------------
     def _button(self, name: str, button, now: float) -> None:
-        """A Builder button: click on it (pointer moved there, pyglet's press handler) at its RT."""
-        from psychopy import event
+        """A Builder button: click on it (pointer moved there, pyglet's press handler) at its RT.
+
+        The click reaches the experiment the way a real one does: ``isClicked``
+        asks the button's own ``listener`` Mouse ``isPressedIn(button)``, i.e.
+        pressed (pyglet's handler set it) and ``button.contains(pointer)``.
+        """
         from psychopy.constants import STARTED
 
         if getattr(button, "status", None) != STARTED or self._button_down is not None:
@@ -545,8 +587,10 @@ class Simulator:
         episode = self._episode(id(button), name, getattr(button, "timesOn", None), now)
         if episode.delivered:
             return
-        episode.calls += 1
-        if episode.calls < 2:  # its clock is reset at the onset flip
+        mouse = getattr(button, "listener", None)
+        if mouse is None or not hasattr(mouse, "setPos"):
+            return
+        if not _flipped_since(episode, mouse.win):  # its buttonClock is reset at the onset flip
             return
         if not episode.decision.respond:
             self._record(episode, "button", None, None, None)
@@ -555,17 +599,8 @@ class Simulator:
         elapsed = clock.getTime() if clock is not None else now - episode.first_seen
         if elapsed < episode.decision.rt:
             return
-        mouse = getattr(button, "listener", None)
-        if mouse is None or not hasattr(mouse, "setPos"):
-            return
-        try:
-            mouse.setPos(_pos_in_window_units(button, mouse.win))
-        except Exception:  # noqa: BLE001 - click where the pointer is
-            pass
-        handle = getattr(mouse.win, "winHandle", None)
-        x, y = getattr(handle, "_mouse_x", 0), getattr(handle, "_mouse_y", 0)
-        event._onPygletMousePress(x, y, event.LEFT, 0)
-        self._button_down = [x, y, now, False]
+        _point_at(button, mouse)
+        self._press(mouse, now)
         self._record(episode, "button", name, episode.decision.rt, None)
 
     def _slider(self, name: str, slider, now: float, require_started: bool = True) -> None:
@@ -580,11 +615,11 @@ class Simulator:
         if not decision.respond:
             self._record(episode, "rating", None, None, None)
             return
-        episode.calls += 1
-        response_clock = slider.responseClock
-        if episode.calls < 2:  # its first draw resets the clock at the next flip
+        if not _flipped_since(episode, slider.win):  # its first draw may reset its clock at the next flip
             return
-        if response_clock.getTime() < decision.rt:
+        # a form's item is timed from the form's onset (its clock runs from when the form built it)
+        elapsed = slider.responseClock.getTime() if require_started else now - episode.first_seen
+        if elapsed < decision.rt:
             return
         ticks = [float(t) for t in (getattr(slider, "ticks", None) if getattr(slider, "ticks", None) is not None
                                     else [0, 1])]
@@ -653,22 +688,59 @@ def _choose_target(targets: list, correct_names: Any, decision: Decision):
     return targets[min(int(decision.choice_index * len(targets)), len(targets) - 1)]
 
 
-def _pos_in_window_units(stim, win):
-    """The stimulus centre in the window's units (the mouse speaks those)."""
-    from psychopy.tools.monitorunittools import convertToPix
+def _point_at(stim, mouse) -> bool:
+    """Move the pointer (``mouse.setPos``, a real pointer warp) to a point ``stim.contains``; False if none is found.
 
-    pix = convertToPix(vertices=[0, 0], pos=stim.pos, units=stim.units, win=win)
-    if win.units == "pix":
-        return pix
-    from psychopy.tools.monitorunittools import pix2deg
+    A stimulus's ``pos`` is its anchor, not its middle: a Builder button
+    anchored ``bottom-right`` has ``pos`` on its corner, where ``contains``
+    (hence ``isPressedIn``, hence ``isClicked``) is False. So the point is
+    taken from the stimulus's own hit area, and checked the way the click
+    will be checked: ``stim.contains(mouse)`` after the pointer has moved.
+    """
+    import numpy
 
-    if win.units == "height":
-        return pix / win.size[1]
-    if win.units == "norm":
-        return pix / (win.size / 2)
-    if win.units == "deg":
-        return pix2deg(pix, win.monitor)
-    return pix
+    try:
+        candidates = _hit_area_points(stim)
+    except Exception:  # noqa: BLE001 - a stimulus without vertices: try its position
+        candidates = []
+    try:
+        from psychopy.tools.monitorunittools import convertToPix
+
+        candidates.append(numpy.asarray(convertToPix(vertices=[0, 0], pos=stim.pos, units=stim.units, win=mouse.win),
+                                        dtype=float))
+    except Exception:  # noqa: BLE001 - no usable position either
+        pass
+    for pix in candidates:
+        try:
+            mouse.setPos(mouse._pix2windowUnits(numpy.array(pix, dtype=float)))  # the Mouse's own pix -> units
+            if stim.contains(mouse):
+                return True
+        except Exception:  # noqa: BLE001 - unusable units, or contains() refuses (rotated text): click here
+            return False
+    return False
+
+
+def _hit_area_points(stim) -> list:
+    """Pixel points to try, middle first: the polygon ``contains`` tests (a text box's box, a border, vertices)."""
+    import numpy
+
+    if getattr(stim, "_needVertexUpdate", False):  # as ButtonStim.isClicked does before its test
+        stim._updateVertices()
+    area = getattr(stim, "box", None)  # TextBox2/ButtonStim: contains() asks its box
+    if area is not None and hasattr(area, "verticesPix"):
+        poly = numpy.asarray(area.verticesPix, dtype=float)
+    elif hasattr(stim, "border"):  # the same order as BaseVisualStim.contains
+        poly = numpy.asarray(stim._borderPix, dtype=float)
+    elif hasattr(stim, "boundingBox"):  # TextStim: its text's box around posPix
+        (w, h), (x, y) = stim.boundingBox, stim.posPix
+        poly = numpy.array([[x - w / 2, y - h / 2], [x + w / 2, y + h / 2]], dtype=float)
+    else:
+        poly = numpy.asarray(stim.verticesPix, dtype=float)
+    low, high = poly.min(axis=0), poly.max(axis=0)
+    middle = (low + high) / 2
+    # then the vertex mean, and a 3 x 3 grid inside the bounding box (concave or hollow shapes)
+    grid = [low + (high - low) * numpy.array([fx, fy]) for fx in (0.5, 0.25, 0.75) for fy in (0.5, 0.25, 0.75)]
+    return [middle, poly.mean(axis=0), *grid[1:]]
 
 
 def write_marker(run_dir: Path, policy: Policy) -> None:
