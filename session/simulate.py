@@ -267,6 +267,7 @@ class Simulator:
         self._button_down: Press | None = None  # a simulated press still held
         self._buttons: list[tuple[str, Any]] = []
         self._texts: list[tuple[str, Any, Any]] = []  # free-text items of forms
+        self._answered_at = 0.0  # psychopy clock time of the last rating or typed text
         self._next_scan = 0.0
         self._names: dict[int, str] = {}  # id of a component object -> its name in the experiment
 
@@ -344,14 +345,32 @@ class Simulator:
                 self._slider(name, slider, now)
             elif getattr(form, "status", None) == STARTED:  # a form's items: drawn or scrolled out of view
                 self._slider(name, slider, now, require_started=False)
-        for name, button in self._buttons:
-            self._button(name, button, now)
         for name, box, form in self._texts:
             if getattr(form, "status", None) == STARTED and not box.text:
                 episode = self._episode(id(box), name, form, now)
                 if not episode.delivered and now - episode.first_seen >= episode.decision.rt:
                     box.text = "simulated"  # typed text, as its key handler would leave it
+                    self._answered_at = now
                     self._record(episode, "text", "simulated", episode.decision.rt, None)
+        for name, button in self._buttons:
+            self._button(name, button, now)
+
+    def _ratings_pending(self) -> bool:
+        """Does a shown slider or form item still wait for its answer (or its drawn miss)?"""
+        from psychopy.constants import STARTED
+
+        for _name, slider, form in self._sliders:
+            shown = getattr(form if form is not None else slider, "status", None) == STARTED
+            if shown and slider.rating is None:
+                episode = self.episodes.get(id(slider))
+                if episode is None or episode.token is not slider.history or not episode.delivered:
+                    return True
+        for _name, box, form in self._texts:
+            if getattr(form, "status", None) == STARTED and not box.text:
+                episode = self.episodes.get(id(box))
+                if episode is None or not episode.delivered:
+                    return True
+        return False
 
     def _scan(self, namespace: dict[str, Any]) -> None:
         """The routine's response objects: sliders (also inside forms) and buttons."""
@@ -576,6 +595,10 @@ class Simulator:
     def _button(self, name: str, button, now: float) -> None:
         """A Builder button: click on it (pointer moved there, pyglet's press handler) at its RT.
 
+        A button is taken for the routine's "Done": it is clicked only once the
+        routine's shown sliders and form items are answered, ``rt`` after the
+        later of its onset and the last answer.
+
         The click reaches the experiment the way a real one does: ``isClicked``
         asks the button's own ``listener`` Mouse ``isPressedIn(button)``, i.e.
         pressed (pyglet's handler set it) and ``button.contains(pointer)``.
@@ -595,9 +618,11 @@ class Simulator:
         if not episode.decision.respond:
             self._record(episode, "button", None, None, None)
             return
+        if self._ratings_pending():  # "Done" comes after the ratings: a participant fills them in first
+            return
         clock = getattr(button, "buttonClock", None)
-        elapsed = clock.getTime() if clock is not None else now - episode.first_seen
-        if elapsed < episode.decision.rt:
+        onset = clock.getLastResetTime() if clock is not None else episode.first_seen
+        if now - max(onset, self._answered_at) < episode.decision.rt:  # from its onset or the last answer
             return
         _point_at(button, mouse)
         self._press(mouse, now)
@@ -628,6 +653,7 @@ class Simulator:
         else:  # anywhere on the scale; the slider snaps it to its granularity
             value = ticks[0] + decision.choice_index * (ticks[-1] - ticks[0])
         slider.recordRating(value, rt=decision.rt)
+        self._answered_at = now
         rating = slider.getRating()
         self._record(episode, "rating", _plain(rating), decision.rt, None)
 
