@@ -43,6 +43,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from . import pointer
+from .pointer import point_at
+
 RESPONSES_FILE = "simulated_responses.jsonl"
 MARKER_FILE = "SIMULATED"
 RT_DISTRIBUTIONS = ("lognormal", "fixed")
@@ -247,6 +250,23 @@ class Press:
     when: float
     listener: Any
     seen: bool = False
+    drag: bool = False  # held by a drag, which releases it itself
+
+
+@dataclass
+class Drag:
+    """A drag in progress: pressed on ``stim``, then the pointer moves to ``to`` (pixels), then it lets go.
+
+    Each step waits for a flip, because PsychoPy drags in ``Window.flip``:
+    ``doDragging`` takes the stimulus while the button is pressed on it and
+    moves it by the pointer's travel since the last flip (``Mouse.getRel``).
+    """
+
+    episode: Episode
+    stim: Any
+    to: Any
+    flip: Any
+    moved: bool = False
 
 
 class Simulator:
@@ -267,7 +287,10 @@ class Simulator:
         self._button_down: Press | None = None  # a simulated press still held
         self._buttons: list[tuple[str, Any]] = []
         self._texts: list[tuple[str, Any, Any]] = []  # free-text items of forms
-        self._answered_at = 0.0  # psychopy clock time of the last rating or typed text
+        self._answered_at = 0.0  # psychopy clock time of the last rating, typed text or drag
+        self._draggables: list[tuple[str, Any]] = []
+        self._boards: list[Any] = []  # shown stimuli that are not draggable: where drags may drop
+        self._drag: Drag | None = None
         self._next_scan = 0.0
         self._names: dict[int, str] = {}  # id of a component object -> its name in the experiment
 
@@ -310,6 +333,12 @@ class Simulator:
         self._patch(event, "getKeys", event_get_keys)
         self._patch(event.Mouse, "getPressed", get_pressed)
         self._slider_class, self._button_class, self._form_class = Slider, ButtonStim, Form
+        from psychopy.visual.basevisual import DraggingMixin
+        from psychopy.visual.grating import GratingStim
+        from psychopy.visual.image import ImageStim
+        from psychopy.visual.shape import BaseShapeStim
+
+        self._draggable_class, self._board_classes = DraggingMixin, (ImageStim, BaseShapeStim, GratingStim)
 
     def _patch(self, owner, name: str, replacement) -> None:
         self._patches.append((owner, name, owner.__dict__[name]))
@@ -322,6 +351,7 @@ class Simulator:
             setattr(owner, name, original)
         if self._button_down is not None:  # leave no button held for the next run
             self._release_button()
+        self._drag = None
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -352,11 +382,15 @@ class Simulator:
                     box.text = "simulated"  # typed text, as its key handler would leave it
                     self._answered_at = now
                     self._record(episode, "text", "simulated", episode.decision.rt, None)
+        if self._drag is not None:
+            self._drag_step(now)
+        for name, stim in self._draggables:
+            self._draggable(name, stim, now)
         for name, button in self._buttons:
             self._button(name, button, now)
 
     def _ratings_pending(self) -> bool:
-        """Does a shown slider or form item still wait for its answer (or its drawn miss)?"""
+        """Does a shown slider, form item or draggable stimulus still wait for its answer (or its drawn miss)?"""
         from psychopy.constants import STARTED
 
         for _name, slider, form in self._sliders:
@@ -370,11 +404,16 @@ class Simulator:
                 episode = self.episodes.get(id(box))
                 if episode is None or not episode.delivered:
                     return True
-        return False
+        for _name, stim in self._draggables:
+            if getattr(stim, "status", None) == STARTED:
+                episode = self.episodes.get(id(stim))
+                if episode is None or episode.token is not stim.tStart or not episode.delivered:
+                    return True
+        return self._drag is not None
 
     def _scan(self, namespace: dict[str, Any]) -> None:
-        """The routine's response objects: sliders (also inside forms) and buttons."""
-        sliders, buttons, texts = [], [], []
+        """The routine's response objects: sliders (also inside forms), buttons, draggable stimuli."""
+        sliders, buttons, texts, draggables, boards = [], [], [], [], []
         seen: set[int] = set()
         # Builder's own names first: "thisComponent" (its loop over components) is an alias
         for name, value in sorted(namespace.items(), key=lambda item: item[0].startswith("this")):
@@ -392,7 +431,13 @@ class Simulator:
                         texts.append((f"{name}.{index}", control, value))
             elif isinstance(value, self._button_class):
                 buttons.append((name, value))
+            elif isinstance(value, self._draggable_class) and getattr(value, "win", None) is not None:
+                if getattr(value, "draggable", False):
+                    draggables.append((name, value))
+                elif isinstance(value, self._board_classes):
+                    boards.append(value)
         self._sliders, self._buttons, self._texts = sliders, buttons, texts
+        self._draggables, self._boards = draggables, boards
 
     def _component_name(self, frame, component, default: str) -> str:
         """The experiment's variable name for ``component`` (looked up once per object)."""
@@ -545,7 +590,7 @@ class Simulator:
             return  # not yet, or the last click is still held
         target = _choose_target(targets, correct_names, decision)
         if target is not None:
-            _point_at(target, mouse)
+            point_at(target, mouse)
         episode.response = self._press(mouse, now)
         self._record(episode, "click", getattr(target, "name", None), decision.rt, correct_names)
 
@@ -564,7 +609,7 @@ class Simulator:
         if down is None:
             return False
         held = now - down.when
-        return (down.seen and held >= self.policy.hold) or held >= self.policy.hold + STALE_PRESS
+        return (down.seen and not down.drag and held >= self.policy.hold) or held >= self.policy.hold + STALE_PRESS
 
     def _release_button(self) -> None:
         from psychopy import event
@@ -624,9 +669,61 @@ class Simulator:
         onset = clock.getLastResetTime() if clock is not None else episode.first_seen
         if now - max(onset, self._answered_at) < episode.decision.rt:  # from its onset or the last answer
             return
-        _point_at(button, mouse)
+        point_at(button, mouse)
         self._press(mouse, now)
         self._record(episode, "button", name, episode.decision.rt, None)
+
+    def _draggable(self, name: str, stim, now: float) -> None:
+        """A draggable stimulus: at its RT, press on it and drag it to a point of the routine's board.
+
+        The drop point is uniform over the largest shown stimulus that is not
+        draggable (the board a drag-and-drop task draws; the window's middle
+        if there is none); drags are made one after another, each ``rt``
+        after the later of the stimulus's onset and the previous answer.
+        """
+        from psychopy.constants import STARTED
+
+        if getattr(stim, "status", None) != STARTED or self._drag is not None or self._button_down is not None:
+            return
+        episode = self._episode(id(stim), name, stim.tStart, now)  # tStart: a new value at each onset
+        if episode.delivered or not _flipped_since(episode, stim.win):
+            return
+        decision = episode.decision
+        if not decision.respond:
+            self._record(episode, "drag", None, None, None)
+            return
+        if now - max(episode.first_seen, self._answered_at) < decision.rt:
+            return
+        mouse = stim.mouse  # the Mouse its doDragging asks (the draggable setter made it)
+        if mouse is None or not point_at(stim, mouse):
+            self._record(episode, "drag", None, None, None)  # nowhere on it to take hold of
+            return
+        boards = [b for b in self._boards if getattr(b, "status", None) == STARTED]
+        area = pointer.drop_area(boards, stim.win)
+        where = pointer.drop_point(area, decision.choice_index, draw(self.policy, name + "/drop", episode.index)
+                                   .choice_index)
+        # the stimulus moves with the pointer, so the pointer goes to where its pos should end up plus the grip
+        to = where + (pointer.pointer_pix(mouse) - pointer.centre_pix(stim))
+        self._press(mouse, now)
+        self._button_down.drag = True
+        self._drag = Drag(episode, stim, to, getattr(stim.win, "_frameTime", None))
+
+    def _drag_step(self, now: float) -> None:
+        """Move the held pointer once the press has been taken, let go once the move has been applied."""
+        drag = self._drag
+        stamp = getattr(drag.stim.win, "_frameTime", None)
+        if stamp == drag.flip:
+            return  # doDragging runs in the next flip
+        drag.flip = stamp
+        if not drag.moved and getattr(drag.stim, "isDragging", False):
+            pointer.move_to(drag.stim.mouse, drag.to)
+            drag.moved = True
+            return
+        self._release_button()
+        self._drag = None
+        self._answered_at = now
+        pos = [round(float(v), 6) for v in drag.stim.pos] if drag.moved else None  # None: another held it
+        self._record(drag.episode, "drag", pos, drag.episode.decision.rt if drag.moved else None, None)
 
     def _slider(self, name: str, slider, now: float, require_started: bool = True) -> None:
         from psychopy.constants import STARTED
@@ -712,61 +809,6 @@ def _choose_target(targets: list, correct_names: Any, decision: Decision):
         if wrong:
             return wrong[min(int(decision.choice_index * len(wrong)), len(wrong) - 1)]
     return targets[min(int(decision.choice_index * len(targets)), len(targets) - 1)]
-
-
-def _point_at(stim, mouse) -> bool:
-    """Move the pointer (``mouse.setPos``, a real pointer warp) to a point ``stim.contains``; False if none is found.
-
-    A stimulus's ``pos`` is its anchor, not its middle: a Builder button
-    anchored ``bottom-right`` has ``pos`` on its corner, where ``contains``
-    (hence ``isPressedIn``, hence ``isClicked``) is False. So the point is
-    taken from the stimulus's own hit area, and checked the way the click
-    will be checked: ``stim.contains(mouse)`` after the pointer has moved.
-    """
-    import numpy
-
-    try:
-        candidates = _hit_area_points(stim)
-    except Exception:  # noqa: BLE001 - a stimulus without vertices: try its position
-        candidates = []
-    try:
-        from psychopy.tools.monitorunittools import convertToPix
-
-        candidates.append(numpy.asarray(convertToPix(vertices=[0, 0], pos=stim.pos, units=stim.units, win=mouse.win),
-                                        dtype=float))
-    except Exception:  # noqa: BLE001 - no usable position either
-        pass
-    for pix in candidates:
-        try:
-            mouse.setPos(mouse._pix2windowUnits(numpy.array(pix, dtype=float)))  # the Mouse's own pix -> units
-            if stim.contains(mouse):
-                return True
-        except Exception:  # noqa: BLE001 - unusable units, or contains() refuses (rotated text): click here
-            return False
-    return False
-
-
-def _hit_area_points(stim) -> list:
-    """Pixel points to try, middle first: the polygon ``contains`` tests (a text box's box, a border, vertices)."""
-    import numpy
-
-    if getattr(stim, "_needVertexUpdate", False):  # as ButtonStim.isClicked does before its test
-        stim._updateVertices()
-    area = getattr(stim, "box", None)  # TextBox2/ButtonStim: contains() asks its box
-    if area is not None and hasattr(area, "verticesPix"):
-        poly = numpy.asarray(area.verticesPix, dtype=float)
-    elif hasattr(stim, "border"):  # the same order as BaseVisualStim.contains
-        poly = numpy.asarray(stim._borderPix, dtype=float)
-    elif hasattr(stim, "boundingBox"):  # TextStim: its text's box around posPix
-        (w, h), (x, y) = stim.boundingBox, stim.posPix
-        poly = numpy.array([[x - w / 2, y - h / 2], [x + w / 2, y + h / 2]], dtype=float)
-    else:
-        poly = numpy.asarray(stim.verticesPix, dtype=float)
-    low, high = poly.min(axis=0), poly.max(axis=0)
-    middle = (low + high) / 2
-    # then the vertex mean, and a 3 x 3 grid inside the bounding box (concave or hollow shapes)
-    grid = [low + (high - low) * numpy.array([fx, fy]) for fx in (0.5, 0.25, 0.75) for fy in (0.5, 0.25, 0.75)]
-    return [middle, poly.mean(axis=0), *grid[1:]]
 
 
 def write_marker(run_dir: Path, policy: Policy) -> None:
