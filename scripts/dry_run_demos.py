@@ -42,6 +42,7 @@ def run_one(path: str, data_dir: str) -> dict:
     from session.display import ensure_display
 
     ensure_display(None)
+    from session.problems import ExperimentProblems
     from session.session import Session
 
     root = Path(path).parent
@@ -49,7 +50,13 @@ def run_one(path: str, data_dir: str) -> dict:
                  discover_experiments=False) as session:
         session.add_experiment(Path(path).name, key="demo")
         started = time.monotonic()
-        result = session.run("demo", {"participant": "sim"}, seed=1, simulate=POLICY)
+        try:
+            result = session.run("demo", {"participant": "sim"}, seed=1, simulate=POLICY)
+        except ExperimentProblems as exc:  # refused before it ran: say which problems
+            blocking = [p for p in exc.details["problems"] if p.get("severity") == "error"] \
+                or exc.details["problems"]
+            return {"outcome": "refused", "error": "; ".join(f"{p.get('code')}: {p.get('message')}"
+                                                             for p in blocking), "problems": blocking}
         return {"outcome": result.outcome, "error": result.error, "rows": result.rows,
                 "data_files": result.data_files, "seconds": round(time.monotonic() - started, 1),
                 "data_dir": str(result.data_dir)}
@@ -93,7 +100,8 @@ def survey_one(index: int, source: Path, tmp: Path, timeout: float) -> dict:
         lines = [ln for ln in child.stdout.splitlines() if ln.startswith("RESULT ")]
         if lines:
             entry = json.loads(lines[-1][len("RESULT "):])
-            entry.update(scored(Path(entry.pop("data_dir"))))
+            if "data_dir" in entry:
+                entry.update(scored(Path(entry.pop("data_dir"))))
         else:
             tail = (child.stderr or "").strip().splitlines()[-3:]
             entry = {"outcome": "crashed", "error": " | ".join(tail)}
