@@ -27,6 +27,7 @@ from conftest import read_csv, run_csv
 BUILDER_DEMOS = Path(__import__("psychopy").__file__).parent / "demos" / "builder"
 BFI = BUILDER_DEMOS / "Experiments" / "BigFiveInventory"
 SLIDERS = BUILDER_DEMOS / "Feature Demos" / "sliders"
+DRAG = BUILDER_DEMOS / "Experiments" / "dragAndDrop"
 POLICY = {"seed": 3, "rt_mean": 0.2, "rt_sd": 0.05}
 
 
@@ -34,12 +35,13 @@ POLICY = {"seed": 3, "rt_mean": 0.2, "rt_sd": 0.05}
 def session(tmp_path_factory):
     base = tmp_path_factory.mktemp("demos")
     root = base / "root"
-    for demo in (BFI, SLIDERS):
+    for demo in (BFI, SLIDERS, DRAG):
         shutil.copytree(demo, root / demo.name, ignore=shutil.ignore_patterns("data", "__pycache__"))
     with Session(root, data_dir=base / "data", window={"size": [640, 480], "frame_rate": 60},
                  discover_experiments=False) as session:
         session.add_experiment("BigFiveInventory/BFI.psyexp", key="bfi")
         session.add_experiment("sliders/sliders.psyexp", key="sliders")
+        session.add_experiment("dragAndDrop/drag_and_drop.psyexp", key="drag")
         yield session
 
 
@@ -100,6 +102,28 @@ def test_sliders_demo_rates_every_slider_before_pressing_done(session):
         assert f"{slider}.response" in filled, slider
     for button in ("stylesDone", "dynoDone", "customDone"):
         assert filled.get(f"{button}.numClicks") == "1", button
+
+
+def test_drag_and_drop_demo_drags_both_squares_onto_the_grid_then_accepts(session):
+    result = run_bounded(session, "drag", exp_info={"participant": "sim"}, seed=1, simulate=POLICY)
+    assert result.outcome == "completed", result.error
+    rows = [row for row in read_csv(run_csv(result.data_dir)) if row.get("whiteSquarePos")]
+    assert len(rows) == 10  # one per solution in stimuli/solutions.xlsx
+    given = responses(result)
+    drags = [r for r in given if r["kind"] == "drag"]
+    assert len(drags) == 2 * len(rows)
+    for trial, row in enumerate(rows):
+        for square, start in (("whiteSquare", (-0.5, 0.1)), ("pinkSquare", (-0.5, -0.3))):
+            pos = [float(v) for v in row[f"{square}.pos"].strip("[]").split()]
+            # PsychoPy's doDragging moved it from where the trial put it onto the 0.6 x 0.6 grid in the middle
+            assert pos != pytest.approx(start, abs=0.01)
+            assert all(abs(v) <= 0.3 + 1e-6 for v in pos), (square, pos)
+            logged = [r for r in drags if r["component"] == square and r["episode"] == trial]
+            assert len(logged) == 1 and logged[0]["response"] == pytest.approx(pos, abs=1e-5)
+        assert row["acceptBtn.numClicks"] == "1"
+    # per trial: both drags, then Accept
+    kinds = [r["kind"] for r in given]
+    assert kinds == ["drag", "drag", "button"] * len(rows)
 
 
 @pytest.mark.parametrize("anchor", ["bottom-right", "top-left", "center"])
