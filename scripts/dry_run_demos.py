@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Dry-run every PsychoPy Builder demo (and the bundled examples) with the simulated participant.
 
-    PYTHONPATH=$PWD .venv/bin/python scripts/dry_run_demos.py [--timeout 150] [--only stroop ...]
+    PYTHONPATH=$PWD .venv/bin/python scripts/dry_run_demos.py [--timeout 150] [--only stroop ...] [--out FILE]
 
 Each experiment runs in its own process (a fresh Session under Xvfb when
 there is no display), so a demo that hangs or crashes is killed without
@@ -125,6 +125,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=150)
     parser.add_argument("--only", nargs="*", help="substrings of the demo paths to run")
     parser.add_argument("--jobs", type=int, default=2, help="experiments run at once")
+    parser.add_argument("--out", type=Path, default=PROJECT / "artifacts" / "dry_run_demos.json",
+                        help="where the JSON report goes")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -139,8 +141,8 @@ def main() -> int:
             jobs = [pool.submit(survey_one, index, source, Path(tmp), args.timeout)
                     for index, source in enumerate(sources)]
             results = [job.result() for job in jobs]
-    out = PROJECT / "artifacts" / "dry_run_demos.json"
-    out.parent.mkdir(exist_ok=True)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"policy": POLICY, "results": results}, indent=2) + "\n")
     completed = sum(r["outcome"] == "completed" for r in results)
     print(f"{completed}/{len(results)} completed; wrote {out}")
