@@ -14,7 +14,12 @@ are wrapped (on their classes, restored when the run ends):
   ``event._onPygletMousePress``/``_onPygletMouseRelease``, pyglet's handlers;
 - sliders (``visual.Slider``) found among the running routine's objects at a
   ``thisExp.status`` read (see :mod:`session.control`): the rating goes
-  through ``Slider.recordRating``, which the slider's mouse handler calls.
+  through ``Slider.recordRating``, which the slider's mouse handler calls;
+  forms' items are rated and typed into the same way;
+- buttons (``visual.ButtonStim``) and draggable stimuli found there too: the
+  pointer goes to a point the stimulus ``contains`` (:mod:`session.pointer`)
+  and pyglet's press handler runs, so the button's own ``isClicked`` and
+  ``Window.flip``'s ``doDragging`` see a press, as they would a real one.
 
 Everything happens on the experiment's thread, inside calls the experiment
 makes anyway between two flips; nothing runs on another thread or in the
