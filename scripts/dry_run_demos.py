@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Dry-run every PsychoPy Builder demo (and the bundled examples) with the simulated participant.
 
-    PYTHONPATH=$PWD .venv/bin/python scripts/dry_run_demos.py [--timeout 150] [--only stroop ...]
+    PYTHONPATH=$PWD .venv/bin/python scripts/dry_run_demos.py [--timeout 150] [--only stroop ...] [--out FILE]
 
 Each experiment runs in its own process (a fresh Session under Xvfb when
 there is no display), so a demo that hangs or crashes is killed without
@@ -42,6 +42,7 @@ def run_one(path: str, data_dir: str) -> dict:
     from session.display import ensure_display
 
     ensure_display(None)
+    from session.problems import ExperimentProblems
     from session.session import Session
 
     root = Path(path).parent
@@ -49,7 +50,13 @@ def run_one(path: str, data_dir: str) -> dict:
                  discover_experiments=False) as session:
         session.add_experiment(Path(path).name, key="demo")
         started = time.monotonic()
-        result = session.run("demo", {"participant": "sim"}, seed=1, simulate=POLICY)
+        try:
+            result = session.run("demo", {"participant": "sim"}, seed=1, simulate=POLICY)
+        except ExperimentProblems as exc:  # refused before it ran: say which problems
+            blocking = [p for p in exc.details["problems"] if p.get("severity") == "error"] \
+                or exc.details["problems"]
+            return {"outcome": "refused", "error": "; ".join(f"{p.get('code')}: {p.get('message')}"
+                                                             for p in blocking), "problems": blocking}
         return {"outcome": result.outcome, "error": result.error, "rows": result.rows,
                 "data_files": result.data_files, "seconds": round(time.monotonic() - started, 1),
                 "data_dir": str(result.data_dir)}
@@ -93,7 +100,8 @@ def survey_one(index: int, source: Path, tmp: Path, timeout: float) -> dict:
         lines = [ln for ln in child.stdout.splitlines() if ln.startswith("RESULT ")]
         if lines:
             entry = json.loads(lines[-1][len("RESULT "):])
-            entry.update(scored(Path(entry.pop("data_dir"))))
+            if "data_dir" in entry:
+                entry.update(scored(Path(entry.pop("data_dir"))))
         else:
             tail = (child.stderr or "").strip().splitlines()[-3:]
             entry = {"outcome": "crashed", "error": " | ".join(tail)}
@@ -117,6 +125,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=150)
     parser.add_argument("--only", nargs="*", help="substrings of the demo paths to run")
     parser.add_argument("--jobs", type=int, default=2, help="experiments run at once")
+    parser.add_argument("--out", type=Path, default=PROJECT / "artifacts" / "dry_run_demos.json",
+                        help="where the JSON report goes")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -131,8 +141,8 @@ def main() -> int:
             jobs = [pool.submit(survey_one, index, source, Path(tmp), args.timeout)
                     for index, source in enumerate(sources)]
             results = [job.result() for job in jobs]
-    out = PROJECT / "artifacts" / "dry_run_demos.json"
-    out.parent.mkdir(exist_ok=True)
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"policy": POLICY, "results": results}, indent=2) + "\n")
     completed = sum(r["outcome"] == "completed" for r in results)
     print(f"{completed}/{len(results)} completed; wrote {out}")

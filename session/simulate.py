@@ -14,7 +14,12 @@ are wrapped (on their classes, restored when the run ends):
   ``event._onPygletMousePress``/``_onPygletMouseRelease``, pyglet's handlers;
 - sliders (``visual.Slider``) found among the running routine's objects at a
   ``thisExp.status`` read (see :mod:`session.control`): the rating goes
-  through ``Slider.recordRating``, which the slider's mouse handler calls.
+  through ``Slider.recordRating``, which the slider's mouse handler calls;
+  forms' items are rated and typed into the same way;
+- buttons (``visual.ButtonStim``) and draggable stimuli found there too: the
+  pointer goes to a point the stimulus ``contains`` (:mod:`session.pointer`)
+  and pyglet's press handler runs, so the button's own ``isClicked`` and
+  ``Window.flip``'s ``doDragging`` see a press, as they would a real one.
 
 Everything happens on the experiment's thread, inside calls the experiment
 makes anyway between two flips; nothing runs on another thread or in the
@@ -43,6 +48,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from . import pointer
+from .pointer import point_at
+
 RESPONSES_FILE = "simulated_responses.jsonl"
 MARKER_FILE = "SIMULATED"
 RT_DISTRIBUTIONS = ("lognormal", "fixed")
@@ -50,6 +58,7 @@ DEFAULT_KEY = "space"
 NEVER_PRESSED = frozenset({"escape"})  # quits Builder experiments: a participant would not press it
 SCAN_INTERVAL = 0.05  # s: how often the routine's locals are searched for sliders
 EPISODE_GAP = 0.25  # s: an event.getKeys call site quiet this long starts a new episode
+STALE_PRESS = 2.0  # s: a press its listener never polls again (routine ended otherwise) is released after this
 OWN_FILES = {__file__, str(Path(__file__).with_name("control.py"))}
 
 
@@ -214,6 +223,55 @@ class Episode:
     delivered: bool = False
     released: bool = False
     response: Any = None
+    flip: Any = None  # the window's last flip time when the episode began (see _flipped_since)
+
+
+def _flipped_since(episode: Episode, win) -> bool:
+    """Has the window flipped since ``episode`` began? Then its onset flip (which resets clocks) is past.
+
+    ``thisExp.status`` is read more than once a frame, so counting calls
+    does not tell frames apart; the window's own flip timestamp does.
+    """
+    stamp = getattr(win, "_frameTime", None)
+    if episode.flip is None:
+        episode.flip = ("at", stamp)
+        return False
+    return episode.flip != ("at", stamp)
+
+
+@dataclass
+class Press:
+    """A simulated mouse press still held (pyglet's press handler has run, its release handler not yet).
+
+    ``listener`` is the Mouse the click is for (a mouse component, a button's
+    own listener). The press is released once that Mouse has polled it and
+    ``hold`` has passed: other Mice polling meanwhile (a form's sliders read
+    the buttons while they draw) do not count, or a slow frame could release
+    the press before the button's ``isClicked`` ever reads it.
+    """
+
+    x: int
+    y: int
+    when: float
+    listener: Any
+    seen: bool = False
+    drag: bool = False  # held by a drag, which releases it itself
+
+
+@dataclass
+class Drag:
+    """A drag in progress: pressed on ``stim``, then the pointer moves to ``to`` (pixels), then it lets go.
+
+    Each step waits for a flip, because PsychoPy drags in ``Window.flip``:
+    ``doDragging`` takes the stimulus while the button is pressed on it and
+    moves it by the pointer's travel since the last flip (``Mouse.getRel``).
+    """
+
+    episode: Episode
+    stim: Any
+    to: Any
+    flip: Any
+    moved: bool = False
 
 
 class Simulator:
@@ -231,9 +289,13 @@ class Simulator:
         self._log = None
         self._patches: list[tuple[Any, str, Any]] = []
         self._sliders: list[tuple[str, Any]] = []
-        self._button_down: list | None = None  # a simulated press still held: [x, y, when, seen by a poll]
+        self._button_down: Press | None = None  # a simulated press still held
         self._buttons: list[tuple[str, Any]] = []
         self._texts: list[tuple[str, Any, Any]] = []  # free-text items of forms
+        self._answered_at = 0.0  # psychopy clock time of the last rating, typed text or drag
+        self._draggables: list[tuple[str, Any]] = []
+        self._boards: list[Any] = []  # shown stimuli that are not draggable: where drags may drop
+        self._drag: Drag | None = None
         self._next_scan = 0.0
         self._names: dict[int, str] = {}  # id of a component object -> its name in the experiment
 
@@ -268,14 +330,20 @@ class Simulator:
         def get_pressed(this, getTime=False):
             sim._mouse(this)
             pressed = original_pressed(this, getTime=getTime)
-            if sim._button_down is not None:
-                sim._button_down[3] = True  # the experiment has seen the press
+            if sim._button_down is not None and sim._button_down.listener is this:
+                sim._button_down.seen = True  # the component the click is for has read it
             return pressed
 
         self._patch(keyboard.Keyboard, "getKeys", kb_get_keys)
         self._patch(event, "getKeys", event_get_keys)
         self._patch(event.Mouse, "getPressed", get_pressed)
         self._slider_class, self._button_class, self._form_class = Slider, ButtonStim, Form
+        from psychopy.visual.basevisual import DraggingMixin
+        from psychopy.visual.grating import GratingStim
+        from psychopy.visual.image import ImageStim
+        from psychopy.visual.shape import BaseShapeStim
+
+        self._draggable_class, self._board_classes = DraggingMixin, (ImageStim, BaseShapeStim, GratingStim)
 
     def _patch(self, owner, name: str, replacement) -> None:
         self._patches.append((owner, name, owner.__dict__[name]))
@@ -288,6 +356,7 @@ class Simulator:
             setattr(owner, name, original)
         if self._button_down is not None:  # leave no button held for the next run
             self._release_button()
+        self._drag = None
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -311,18 +380,45 @@ class Simulator:
                 self._slider(name, slider, now)
             elif getattr(form, "status", None) == STARTED:  # a form's items: drawn or scrolled out of view
                 self._slider(name, slider, now, require_started=False)
-        for name, button in self._buttons:
-            self._button(name, button, now)
         for name, box, form in self._texts:
             if getattr(form, "status", None) == STARTED and not box.text:
                 episode = self._episode(id(box), name, form, now)
                 if not episode.delivered and now - episode.first_seen >= episode.decision.rt:
                     box.text = "simulated"  # typed text, as its key handler would leave it
+                    self._answered_at = now
                     self._record(episode, "text", "simulated", episode.decision.rt, None)
+        if self._drag is not None:
+            self._drag_step(now)
+        for name, stim in self._draggables:
+            self._draggable(name, stim, now)
+        for name, button in self._buttons:
+            self._button(name, button, now)
+
+    def _ratings_pending(self) -> bool:
+        """Does a shown slider, form item or draggable stimulus still wait for its answer (or its drawn miss)?"""
+        from psychopy.constants import STARTED
+
+        for _name, slider, form in self._sliders:
+            shown = getattr(form if form is not None else slider, "status", None) == STARTED
+            if shown and slider.rating is None:
+                episode = self.episodes.get(id(slider))
+                if episode is None or episode.token is not slider.history or not episode.delivered:
+                    return True
+        for _name, box, form in self._texts:
+            if getattr(form, "status", None) == STARTED and not box.text:
+                episode = self.episodes.get(id(box))
+                if episode is None or not episode.delivered:
+                    return True
+        for _name, stim in self._draggables:
+            if getattr(stim, "status", None) == STARTED:
+                episode = self.episodes.get(id(stim))
+                if episode is None or episode.token is not stim.tStart or not episode.delivered:
+                    return True
+        return self._drag is not None
 
     def _scan(self, namespace: dict[str, Any]) -> None:
-        """The routine's response objects: sliders (also inside forms) and buttons."""
-        sliders, buttons, texts = [], [], []
+        """The routine's response objects: sliders (also inside forms), buttons, draggable stimuli."""
+        sliders, buttons, texts, draggables, boards = [], [], [], [], []
         seen: set[int] = set()
         # Builder's own names first: "thisComponent" (its loop over components) is an alias
         for name, value in sorted(namespace.items(), key=lambda item: item[0].startswith("this")):
@@ -340,7 +436,13 @@ class Simulator:
                         texts.append((f"{name}.{index}", control, value))
             elif isinstance(value, self._button_class):
                 buttons.append((name, value))
+            elif isinstance(value, self._draggable_class) and getattr(value, "win", None) is not None:
+                if getattr(value, "draggable", False):
+                    draggables.append((name, value))
+                elif isinstance(value, self._board_classes):
+                    boards.append(value)
         self._sliders, self._buttons, self._texts = sliders, buttons, texts
+        self._draggables, self._boards = draggables, boards
 
     def _component_name(self, frame, component, default: str) -> str:
         """The experiment's variable name for ``component`` (looked up once per object)."""
@@ -466,7 +568,7 @@ class Simulator:
     # mice ---------------------------------------------------------------------------------------
     def _mouse(self, mouse) -> None:
         """A mouse component polls its buttons: click a clickable stimulus when the RT has come."""
-        from psychopy import clock, event
+        from psychopy import clock
         from psychopy.constants import STARTED
 
         now = clock.getTime()
@@ -489,31 +591,36 @@ class Simulator:
         if not decision.respond:
             self._record(episode, "click", None, None, correct_names)
             return
-        if now - episode.first_seen < decision.rt:
-            return
+        if now - episode.first_seen < decision.rt or self._button_down is not None:
+            return  # not yet, or the last click is still held
         target = _choose_target(targets, correct_names, decision)
         if target is not None:
-            try:
-                mouse.setPos(_pos_in_window_units(target, mouse.win))
-            except Exception:  # noqa: BLE001 - a stimulus without a usable position: click where the mouse is
-                pass
-        win_handle = getattr(mouse.win, "winHandle", None)
-        x, y = getattr(win_handle, "_mouse_x", 0), getattr(win_handle, "_mouse_y", 0)
-        event._onPygletMousePress(x, y, event.LEFT, 0)
-        self._button_down = [x, y, now, False]
-        episode.response = (x, y)
+            point_at(target, mouse)
+        episode.response = self._press(mouse, now)
         self._record(episode, "click", getattr(target, "name", None), decision.rt, correct_names)
+
+    def _press(self, listener, now: float) -> tuple[int, int]:
+        """Press the left button where the pointer is (pyglet's own handler), held for ``listener``."""
+        from psychopy import event
+
+        handle = getattr(listener.win, "winHandle", None)
+        x, y = getattr(handle, "_mouse_x", 0), getattr(handle, "_mouse_y", 0)
+        event._onPygletMousePress(x, y, event.LEFT, 0)
+        self._button_down = Press(x, y, now, listener)
+        return x, y
 
     def _release_due(self, now: float) -> bool:
         down = self._button_down
-        return down is not None and down[3] and now - down[2] >= self.policy.hold
+        if down is None:
+            return False
+        held = now - down.when
+        return (down.seen and not down.drag and held >= self.policy.hold) or held >= self.policy.hold + STALE_PRESS
 
     def _release_button(self) -> None:
         from psychopy import event
 
-        x, y, _when, _seen = self._button_down
-        self._button_down = None
-        event._onPygletMouseRelease(x, y, event.LEFT, 0)
+        down, self._button_down = self._button_down, None
+        event._onPygletMouseRelease(down.x, down.y, event.LEFT, 0)
 
     def _clickables(self, name: str, frame) -> list:
         text = self.params.get(name, {}).get("clickable", "")
@@ -536,8 +643,16 @@ class Simulator:
 
     # sliders --------------------------------------------------------------------------------------
     def _button(self, name: str, button, now: float) -> None:
-        """A Builder button: click on it (pointer moved there, pyglet's press handler) at its RT."""
-        from psychopy import event
+        """A Builder button: click on it (pointer moved there, pyglet's press handler) at its RT.
+
+        A button is taken for the routine's "Done": it is clicked only once the
+        routine's shown sliders and form items are answered, ``rt`` after the
+        later of its onset and the last answer.
+
+        The click reaches the experiment the way a real one does: ``isClicked``
+        asks the button's own ``listener`` Mouse ``isPressedIn(button)``, i.e.
+        pressed (pyglet's handler set it) and ``button.contains(pointer)``.
+        """
         from psychopy.constants import STARTED
 
         if getattr(button, "status", None) != STARTED or self._button_down is not None:
@@ -545,28 +660,75 @@ class Simulator:
         episode = self._episode(id(button), name, getattr(button, "timesOn", None), now)
         if episode.delivered:
             return
-        episode.calls += 1
-        if episode.calls < 2:  # its clock is reset at the onset flip
+        mouse = getattr(button, "listener", None)
+        if mouse is None or not hasattr(mouse, "setPos"):
+            return
+        if not _flipped_since(episode, mouse.win):  # its buttonClock is reset at the onset flip
             return
         if not episode.decision.respond:
             self._record(episode, "button", None, None, None)
             return
+        if self._ratings_pending():  # "Done" comes after the ratings: a participant fills them in first
+            return
         clock = getattr(button, "buttonClock", None)
-        elapsed = clock.getTime() if clock is not None else now - episode.first_seen
-        if elapsed < episode.decision.rt:
+        onset = clock.getLastResetTime() if clock is not None else episode.first_seen
+        if now - max(onset, self._answered_at) < episode.decision.rt:  # from its onset or the last answer
             return
-        mouse = getattr(button, "listener", None)
-        if mouse is None or not hasattr(mouse, "setPos"):
-            return
-        try:
-            mouse.setPos(_pos_in_window_units(button, mouse.win))
-        except Exception:  # noqa: BLE001 - click where the pointer is
-            pass
-        handle = getattr(mouse.win, "winHandle", None)
-        x, y = getattr(handle, "_mouse_x", 0), getattr(handle, "_mouse_y", 0)
-        event._onPygletMousePress(x, y, event.LEFT, 0)
-        self._button_down = [x, y, now, False]
+        point_at(button, mouse)
+        self._press(mouse, now)
         self._record(episode, "button", name, episode.decision.rt, None)
+
+    def _draggable(self, name: str, stim, now: float) -> None:
+        """A draggable stimulus: at its RT, press on it and drag it to a point of the routine's board.
+
+        The drop point is uniform over the largest shown stimulus that is not
+        draggable (the board a drag-and-drop task draws; the window's middle
+        if there is none); drags are made one after another, each ``rt``
+        after the later of the stimulus's onset and the previous answer.
+        """
+        from psychopy.constants import STARTED
+
+        if getattr(stim, "status", None) != STARTED or self._drag is not None or self._button_down is not None:
+            return
+        episode = self._episode(id(stim), name, stim.tStart, now)  # tStart: a new value at each onset
+        if episode.delivered or not _flipped_since(episode, stim.win):
+            return
+        decision = episode.decision
+        if not decision.respond:
+            self._record(episode, "drag", None, None, None)
+            return
+        if now - max(episode.first_seen, self._answered_at) < decision.rt:
+            return
+        mouse = stim.mouse  # the Mouse its doDragging asks (the draggable setter made it)
+        if mouse is None or not point_at(stim, mouse):
+            self._record(episode, "drag", None, None, None)  # nowhere on it to take hold of
+            return
+        boards = [b for b in self._boards if getattr(b, "status", None) == STARTED]
+        area = pointer.drop_area(boards, stim.win)
+        where = pointer.drop_point(area, decision.choice_index, draw(self.policy, name + "/drop", episode.index)
+                                   .choice_index)
+        # the stimulus moves with the pointer, so the pointer goes to where its pos should end up plus the grip
+        to = where + (pointer.pointer_pix(mouse) - pointer.centre_pix(stim))
+        self._press(mouse, now)
+        self._button_down.drag = True
+        self._drag = Drag(episode, stim, to, getattr(stim.win, "_frameTime", None))
+
+    def _drag_step(self, now: float) -> None:
+        """Move the held pointer once the press has been taken, let go once the move has been applied."""
+        drag = self._drag
+        stamp = getattr(drag.stim.win, "_frameTime", None)
+        if stamp == drag.flip:
+            return  # doDragging runs in the next flip
+        drag.flip = stamp
+        if not drag.moved and getattr(drag.stim, "isDragging", False):
+            pointer.move_to(drag.stim.mouse, drag.to)
+            drag.moved = True
+            return
+        self._release_button()
+        self._drag = None
+        self._answered_at = now
+        pos = [round(float(v), 6) for v in drag.stim.pos] if drag.moved else None  # None: another held it
+        self._record(drag.episode, "drag", pos, drag.episode.decision.rt if drag.moved else None, None)
 
     def _slider(self, name: str, slider, now: float, require_started: bool = True) -> None:
         from psychopy.constants import STARTED
@@ -580,11 +742,11 @@ class Simulator:
         if not decision.respond:
             self._record(episode, "rating", None, None, None)
             return
-        episode.calls += 1
-        response_clock = slider.responseClock
-        if episode.calls < 2:  # its first draw resets the clock at the next flip
+        if not _flipped_since(episode, slider.win):  # its first draw may reset its clock at the next flip
             return
-        if response_clock.getTime() < decision.rt:
+        # a form's item is timed from the form's onset (its clock runs from when the form built it)
+        elapsed = slider.responseClock.getTime() if require_started else now - episode.first_seen
+        if elapsed < decision.rt:
             return
         ticks = [float(t) for t in (getattr(slider, "ticks", None) if getattr(slider, "ticks", None) is not None
                                     else [0, 1])]
@@ -593,6 +755,7 @@ class Simulator:
         else:  # anywhere on the scale; the slider snaps it to its granularity
             value = ticks[0] + decision.choice_index * (ticks[-1] - ticks[0])
         slider.recordRating(value, rt=decision.rt)
+        self._answered_at = now
         rating = slider.getRating()
         self._record(episode, "rating", _plain(rating), decision.rt, None)
 
@@ -651,24 +814,6 @@ def _choose_target(targets: list, correct_names: Any, decision: Decision):
         if wrong:
             return wrong[min(int(decision.choice_index * len(wrong)), len(wrong) - 1)]
     return targets[min(int(decision.choice_index * len(targets)), len(targets) - 1)]
-
-
-def _pos_in_window_units(stim, win):
-    """The stimulus centre in the window's units (the mouse speaks those)."""
-    from psychopy.tools.monitorunittools import convertToPix
-
-    pix = convertToPix(vertices=[0, 0], pos=stim.pos, units=stim.units, win=win)
-    if win.units == "pix":
-        return pix
-    from psychopy.tools.monitorunittools import pix2deg
-
-    if win.units == "height":
-        return pix / win.size[1]
-    if win.units == "norm":
-        return pix / (win.size / 2)
-    if win.units == "deg":
-        return pix2deg(pix, win.monitor)
-    return pix
 
 
 def write_marker(run_dir: Path, policy: Policy) -> None:
