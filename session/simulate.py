@@ -110,9 +110,11 @@ class Policy:
         return policy
 
     def with_seed(self, seed: int) -> "Policy":
+        """This policy, seeded with ``seed`` unless it names its own seed (a run's seed reproduces its dry run)."""
         return self if self.seed is not None else Policy(**{**asdict(self), "seed": seed})
 
     def describe(self) -> dict[str, Any]:
+        """The policy's settings as a dict, as the manifest and the run record keep them."""
         return asdict(self)
 
 

@@ -131,3 +131,33 @@ def test_test_files_have_unique_names():
     """Without __init__.py files pytest imports test modules by file name: two of one name break a whole run."""
     names = [p.name for p in (PROJECT / "tests").rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def undocumented(path: Path) -> list[str]:
+    """Public classes and functions in ``path`` (methods of public classes too) that have no docstring."""
+    found = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                    and not child.name.startswith("_"):
+                if not ast.get_docstring(child):
+                    found.append(f"{path.name}:{child.lineno} {prefix}{child.name}")
+                if isinstance(child, ast.ClassDef):
+                    visit(child, f"{prefix}{child.name}.")
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), "")
+    return found
+
+
+def test_every_public_class_and_function_states_its_contract():
+    missing = [f"{path.parent.relative_to(PROJECT)}/{item}" for package in PACKAGES
+               for path in sorted((PROJECT / package).rglob("*.py")) for item in undocumented(path)]
+    assert missing == [], f"{len(missing)} public names have no docstring:\n" + "\n".join(missing)
+
+
+def test_the_docstring_check_finds_what_is_missing(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text('def documented():\n    """Yes."""\n\n\nclass Bare:\n    def method(self):\n        pass\n\n'
+                     '    def _private(self):\n        pass\n')
+    assert undocumented(probe) == ["probe.py:5 Bare", "probe.py:6 Bare.method"]
