@@ -1,9 +1,10 @@
 """The unit tier: no window, no socket, seconds in all (see tests/conftest.py for the tiers).
 
 Hypothesis profiles: ``unit`` (the default) gives the property tests a
-third of the examples ``thorough`` does; CI runs the tier with
-``HYPOTHESIS_PROFILE=thorough`` (scripts/test), so the full search still
-runs on every change while a developer's run stays fast.
+third of the examples ``thorough`` does; ``scripts/test`` (so CI) runs the
+fast tier with ``unit``, then the property tests again with
+``HYPOTHESIS_PROFILE=thorough``, so the full search still runs on every
+change while the fast tier's feedback stays fast.
 """
 
 from __future__ import annotations
