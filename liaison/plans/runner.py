@@ -306,7 +306,8 @@ class PlanService:
     def cmd_plan_pause(self) -> dict[str, Any]:
         """Hold the plan: after the run in progress (``pausing``) or at once (``paused``)."""
         state = self._require("running", "resting", "waiting")
-        running = self._current_run is not None
+        # A run in progress includes one asked for whose start the worker has not answered yet.
+        running = self._current_run is not None or any(s["status"] == "running" for s in state["steps"])
         state["status"] = "pausing" if running else "paused"
         self._save("pausing after the run in progress" if running else "paused")
         self._wake.set()

@@ -310,6 +310,36 @@ def test_dispatch_refuses_runs_while_storage_fails_and_pages_replays(parts):
     assert unknown.value.code == ErrorCode.UNKNOWN_COMMAND
 
 
+def test_a_plan_paused_while_its_run_is_starting_pauses_after_that_run(parts):
+    """The step is running from the moment its run is asked for: a pause then waits for that run."""
+    from liaison.plans.runner import PlanService
+
+    link, loop = parts["link"], parts["loop"]
+
+    async def list_experiments(*_a, **_k):
+        return [{"key": "rt_demo"}]
+
+    async def scenario():
+        service = PlanService(parts["journal"], parts["hub"], Publisher(), link, lambda: False)
+        service.attach()
+        original = link.call
+        link.call = lambda method, timeout=30.0, **kw: (list_experiments() if method == "list_experiments"
+                                                        else original(method, timeout, **kw))
+        link.hold = True  # the worker has not answered start_run yet
+        await service.cmd_plan_start('name = "p"\nparticipants = ["a"]\n[[experiments]]\nkey = "rt_demo"\n')
+        for _ in range(100):
+            if link.held:
+                break
+            await asyncio.sleep(0.01)
+        assert [m for m, _ in link.calls] == ["start_run"]
+        assert service.state["steps"][0]["status"] == "running"
+        state = service.cmd_plan_pause()
+        assert state["status"] == "pausing", "paused at once while its run was starting"
+        service._task.cancel()
+
+    loop.run_until_complete(scenario())
+
+
 # --- the clients' core --------------------------------------------------------------------------
 
 def test_client_core_handshake_replies_and_duplicates():
