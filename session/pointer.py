@@ -44,10 +44,27 @@ def point_at(stim, mouse) -> bool:
 
 
 def move_to(mouse, pix) -> None:
-    """Warp the pointer to ``pix`` (the Mouse's own pix -> window units conversion, then ``setPos``)."""
+    """Warp the pointer to ``pix`` (the Mouse's own pix -> window units conversion, then ``setPos``).
+
+    Then the X server is synced and the window's pending events are handled
+    (what the next flip would do): a motion event of an earlier warp still
+    queued would otherwise move the pointer back when a later ``getPressed``
+    or flip dispatches it, and the click would land where the pointer was.
+    """
     import numpy
 
     mouse.setPos(mouse._pix2windowUnits(numpy.array(pix, dtype=float)))
+    handle = getattr(getattr(mouse, "win", None), "winHandle", None)
+    display = getattr(handle, "_x_display", None)
+    if display is None:
+        return
+    try:
+        from pyglet.libs.x11 import xlib
+
+        xlib.XSync(display, False)  # every event from before (and of) this warp is now queued
+        handle.dispatch_events()
+    except Exception:  # noqa: BLE001 - not an X window: setPos alone is what we have
+        pass
 
 
 def pointer_pix(mouse):
@@ -70,6 +87,14 @@ def hit_area_points(stim) -> list:
     import numpy
 
     low, high = hit_box(stim)
+    # Only the part inside the window can be clicked: X clamps a pointer warped outside it, and the
+    # next motion event moves it to the edge, where contains() may be False (a button half off-screen).
+    win = getattr(stim, "win", None)
+    if win is not None and getattr(win, "size", None) is not None:
+        half = numpy.asarray(win.size, dtype=float) / 2 - 1
+        inside_low, inside_high = numpy.maximum(low, -half), numpy.minimum(high, half)
+        if (inside_low <= inside_high).all():
+            low, high = inside_low, inside_high
     middle = (low + high) / 2
     # then a 3 x 3 grid inside the bounding box (concave or hollow shapes have no middle)
     grid = [low + (high - low) * numpy.array([fx, fy]) for fx in (0.5, 0.25, 0.75) for fy in (0.5, 0.25, 0.75)]
