@@ -105,6 +105,7 @@ class AsyncClient:
         self.timeout = timeout
         self.reconnect_for = reconnect_for
         self._ws = None
+        self._gate: asyncio.Event | None = None  # cleared: stop reading frames (subclasses' backpressure)
         self._pending: dict[Any, asyncio.Future] = {}
         self._queues: list[asyncio.Queue] = []
         # Events that arrive before anyone iterates events() (the replay comes
@@ -219,6 +220,9 @@ class AsyncClient:
         while True:
             try:
                 async for raw in self._ws:
+                    gate = self._gate
+                    if gate is not None and not gate.is_set():
+                        await gate.wait()  # held: websockets and TCP push back on the server meanwhile
                     self._on_frame(raw)
             except ConnectionClosed:
                 pass

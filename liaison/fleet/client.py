@@ -24,13 +24,10 @@ import logging
 from typing import Any, Callable
 
 from pydantic_core import from_json
-from websockets.exceptions import ConnectionClosed
 
 from ..client import AsyncClient
-from ..protocol import ProtocolError
 from ..protocol.client import ClientCore, Event, Reply
-from ..protocol.errors import ErrorCode
-from ..client.errors import ConnectionLost, error_from_body
+from ..client.errors import error_from_body
 
 log = logging.getLogger("liaison.client")
 
@@ -46,19 +43,10 @@ class BufferOverflow(Exception):
 class FleetCore(ClientCore):
     """ClientCore decoding frames with ``pydantic_core.from_json``; same messages, same errors."""
 
-    def receive(self, raw: str | bytes) -> list[Any]:
-        """Like ClientCore.receive: what one frame means; raises ProtocolError for what is not the protocol."""
-        try:
-            data = from_json(raw, cache_strings="keys")  # row values rarely repeat; keys always do
-        except ValueError as exc:
-            raise ProtocolError(ErrorCode.INVALID_JSON, f"the server sent invalid JSON: {exc}") from None
-        items = data if isinstance(data, list) else [data]
-        out: list[Any] = []
-        for item in items:
-            if not isinstance(item, dict):
-                raise ProtocolError(ErrorCode.INVALID_MESSAGE, "the server sent a frame that is not a message")
-            self._one(item, out)
-        return out
+    @staticmethod
+    def _decode(raw: str | bytes) -> Any:
+        """``pydantic_core.from_json``, caching keys only: row values rarely repeat, keys always do."""
+        return from_json(raw, cache_strings="keys")
 
 
 class FleetClient(AsyncClient):
@@ -104,26 +92,6 @@ class FleetClient(AsyncClient):
     def release(self) -> None:
         """Take frames from the booth again."""
         self._gate.set()
-
-    async def _read_forever(self) -> None:
-        # AsyncClient's reader, with the gate: the same reconnect and end-of-stream handling.
-        while True:
-            try:
-                async for raw in self._ws:
-                    if not self._gate.is_set():
-                        await self._gate.wait()
-                    self._on_frame(raw)
-            except ConnectionClosed:
-                pass
-            except ProtocolError as exc:
-                log.error("dropping the connection: %s", exc.message)
-                await self._ws.close()
-            self._connected.clear()
-            _, worth_retrying = self.core.connection_lost()
-            self._fail_pending(ConnectionLost("connection lost before the reply arrived"))
-            if self._closed or not self.reconnect or not worth_retrying or not await self._reconnect():
-                self._end_streams()
-                return
 
     def _on_frame(self, raw: str | bytes) -> None:
         events: list[Event] = []
