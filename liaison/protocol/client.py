@@ -183,15 +183,7 @@ class ClientCore:
                 self.pending.discard(request_id)
                 out.append(Reply(request_id, bool(item.get("ok")), item.get("result"), item.get("error")))
         elif kind == "event":
-            seq, name, when, data = item.get("seq"), item.get("event"), item.get("time"), item.get("data") or {}
-            if not (isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 and isinstance(name, str)
-                    and isinstance(when, (int, float)) and not isinstance(when, bool) and isinstance(data, dict)):
-                raise ProtocolError(ErrorCode.INVALID_MESSAGE, "the server sent an event without an integer seq, "
-                                    "a text event name, a numeric time and an object of data")
-            if self.last_seq is not None and seq <= self.last_seq:
-                return  # already seen (replay overlap after a reconnect)
-            self.last_seq = seq
-            out.append(Event(seq, name, float(when), data))
+            self._event(item.get("seq"), item.get("event"), item.get("time"), item.get("data") or {}, out)
         elif kind == "gap":
             to_seq = item.get("to_seq")
             if not isinstance(to_seq, int) or isinstance(to_seq, bool):
@@ -204,3 +196,14 @@ class ClientCore:
             out.append(self.goodbye)
         else:
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"the server sent an unknown message type {kind!r}")
+
+    def _event(self, seq: Any, name: Any, when: Any, data: Any, out: list[Any]) -> None:
+        """An event envelope's fields: checked, dropped when already seen, else appended as an Event."""
+        if not (isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 and isinstance(name, str)
+                and isinstance(when, (int, float)) and not isinstance(when, bool) and isinstance(data, dict)):
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "the server sent an event without an integer seq, "
+                                "a text event name, a numeric time and an object of data")
+        if self.last_seq is not None and seq <= self.last_seq:
+            return  # already seen (replay overlap after a reconnect)
+        self.last_seq = seq
+        out.append(Event(seq, name, float(when), data))

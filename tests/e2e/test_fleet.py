@@ -326,7 +326,10 @@ def test_kill_9_of_a_booth_and_of_the_fleet_mid_run_loses_and_repeats_nothing(la
 
         def caught_up(booth=booth, name=name, session_id=session_id):
             journalled = booth.journal_events()
-            stored = pg(url, "SELECT seq FROM events WHERE booth = %s AND session_id = %s", name, session_id)
+            # a data_rows event is stored as its rows (under its seq), every other event in `events`
+            stored = pg(url, "SELECT seq FROM events WHERE booth = %s AND session_id = %s UNION ALL "
+                             "SELECT DISTINCT seq FROM data_rows WHERE booth = %s AND session_id = %s",
+                        name, session_id, name, session_id)
             return (journalled, stored) if {s for (s,) in stored} == set(journalled) else None
 
         journalled, stored = wait_for(caught_up, 60, f"every event of {name} in PostgreSQL")
@@ -354,7 +357,9 @@ def test_a_fleet_with_the_default_sqlite_store_rebuilds_everything_from_the_boot
 
             def stored(booth=booth):
                 with sqlite3.connect(path) as conn:
-                    return {seq for (seq,) in conn.execute("SELECT seq FROM events WHERE booth = ?", (booth.name,))}
+                    return {seq for (seq,) in conn.execute(
+                        "SELECT seq FROM events WHERE booth = ? UNION SELECT seq FROM data_rows WHERE booth = ?",
+                        (booth.name, booth.name))}
 
             wait_for(lambda booth=booth, journalled=journalled: journalled <= stored(booth), 60,
                      f"{booth.name}'s journal in {path.name}")

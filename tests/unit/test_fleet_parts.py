@@ -31,7 +31,8 @@ def test_sqlite_store_is_migrated_once_and_writes_are_idempotent(tmp_path):
     store.write(events)
     store.write(events[1:3])  # a replay overlapping what is stored
     store.write(events)
-    assert store.query("SELECT COUNT(*) FROM events") == [(len(events),)]
+    # data_rows events are stored as their rows only; every other event in `events`
+    assert store.query("SELECT event FROM events ORDER BY seq") == [("run_started",), ("run_finished",)]
     assert store.query("SELECT COUNT(*) FROM data_rows") == [(3,)]
     rows = store.query("SELECT booth, experiment, participant, row_index, row FROM trial_rows ORDER BY row_index")
     assert [(b, e, p, i, json.loads(r)) for b, e, p, i, r in rows] == [
@@ -81,7 +82,7 @@ def test_a_malformed_booth_event_is_kept_aside_and_never_stops_the_store(tmp_pat
     store = open_store(tmp_path / "fleet.sqlite")
     kept = store.query("SELECT seq, event, data FROM events ORDER BY seq")
     assert [(seq, event) for seq, event, _ in kept] == [(2, "malformed_event"), (3, "malformed_event"),
-                                                        (4, "malformed_event"), (5, "data_rows")]
+                                                        (4, "malformed_event")]  # 5 is stored as its row
     first = json.loads(kept[0][2])
     assert first["event"] == "data_rows" and "first_row" in first["problem"] and first["data"]["first_row"] == "two"
     assert [json.loads(r) for (r,) in store.query("SELECT row FROM data_rows")] == [{"rt": 0.5}]
@@ -302,18 +303,51 @@ def test_postgresql_gets_every_awkward_value_exactly_as_sent_once(postgres):
     odd = "tab\there\nnew line\r\\back\\slash \"quoted\" é ✓ \\N"
     row = {"text": odd, "rt": float("nan"), "big": 2**62, "t": True, "none": None, "nested": {"k": [1, odd]}}
     session = "s\t1\\x"  # a booth may name its session anything
+    raw = b'{ "raw" :\t"a\\tb\\\\c\\n" ,\n "u": "\\u00e9 \xc3\xa9", "q": "\\"\\\\N"}'
     events = [Ingest("b1", session, 1, "run_started", 1.5, {"run_id": f"r{odd}", "key": "k", "exp_info": {"participant": odd}}),
               Ingest("b1", session, 2, "data_rows", 2.25, {"run_id": f"r{odd}", "key": "k", "first_row": 0,
                                                             "rows": [row, {"n": 2}]}),
-              Ingest("b1", session, 3, "run_finished", 3.0, {"run_id": f"r{odd}", "outcome": "completed", "rows": 2})]
+              Ingest("b1", session, 3, "run_finished", 3.0, {"run_id": f"r{odd}", "outcome": "completed", "rows": 2}),
+              # a row as the fleet's client hands it on: its JSON text as the booth sent it, spacing and all
+              Ingest("b1", session, 4, "data_rows", 4.0, {"run_id": f"r{odd}", "first_row": 2, "rows": [raw]})]
     try:
         store.write(events)
         store.write(events)  # a replay: COPY meets the duplicates and falls back to the staging table
-        stored = store.query("SELECT session_id, run_id, row_index, time, row::text FROM data_rows ORDER BY idx")
-        assert [r[:4] for r in stored] == [(session, f"r{odd}", 0, 2.25), (session, f"r{odd}", 1, 2.25)]
+        stored = store.query("SELECT session_id, run_id, row_index, time, row::text FROM data_rows ORDER BY seq, idx")
+        assert [r[:4] for r in stored] == [(session, f"r{odd}", 0, 2.25), (session, f"r{odd}", 1, 2.25),
+                                           (session, f"r{odd}", 2, 4.0)]
+        assert stored[2][4] == raw.decode()  # byte for byte
+        assert json.loads(stored[2][4]) == {"raw": "a\tb\\c\n", "u": "é é", "q": '"\\N'}
         assert json.loads(stored[0][4]) == {**row, "rt": None}  # NaN is null, as a booth sends it
         assert store.query("SELECT participant, status FROM runs") == [(odd, "finished")]
-        assert store.query("SELECT COUNT(*), MAX(seq) FROM events") == [(3, 3)]
-        assert store.cursors("b1") == {session: 3}
+        # data_rows events are stored as their rows; the other two in `events`
+        assert store.query("SELECT COUNT(*), MAX(seq) FROM events") == [(2, 3)]
+        assert store.cursors("b1") == {session: 4}
+    finally:
+        store.close()
+
+
+def test_a_row_postgresql_refuses_is_set_aside_and_the_rest_of_its_batch_stored(postgres):
+    """A row text PostgreSQL will not take as JSON (or a row without a run) never blocks the writer:
+    the batch is written event by event and the refused one is kept as a malformed_event."""
+    import psycopg
+
+    database = "fleet_refused_rows"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {database}")
+        conn.execute(f"CREATE DATABASE {database}")
+    store = open_store(postgres.url.rsplit("/", 1)[0] + f"/{database}")
+    batch = [Ingest("b1", "s1", 1, "run_started", 1.0, {"run_id": "r", "key": "k", "exp_info": {}}),
+             Ingest("b1", "s1", 2, "data_rows", 2.0, {"run_id": "r", "first_row": 0, "rows": [b'{"rt": tru}']}),
+             Ingest("b1", "s1", 3, "data_rows", 3.0, {"run_id": "r", "first_row": 1, "rows": [b'{"rt": 0.4}']})]
+    try:
+        assert store.write(batch) == 1
+        assert store.query("SELECT seq, row::text FROM data_rows") == [(3, '{"rt": 0.4}')]
+        kept = store.query("SELECT seq, event, data::text FROM events ORDER BY seq")
+        assert [(seq, event) for seq, event, _ in kept] == [(1, "run_started"), (2, "malformed_event")]
+        aside = json.loads(kept[1][2])
+        assert aside["event"] == "data_rows" and "refused" in aside["problem"]
+        assert aside["data"]["rows"] == ['{"rt": tru}']  # kept whole, as text
+        assert store.cursors("b1") == {"s1": 3}
     finally:
         store.close()
