@@ -235,6 +235,8 @@ def one_size(base_url: str, booths: int, rate: float, warmup: float, window: flo
             "dashboard_tiles_per_s": round((d1[1] - d0[1]) / elapsed, 1),
             "commits_per_s": round((s1["commits"] - s0["commits"]) / elapsed, 1),
             "backlog_at_end": s1["backlog"],
+            "fleet_gc_collections_per_s": [round((b - a) / elapsed, 1) for a, b in zip(s0.get("gc_collections", []),
+                                                                                     s1.get("gc_collections", []))],
             "sent_rows": sent["sent_rows"], "stored_rows": final, "duplicate_rows": duplicates,
             "complete": final == sent["sent_rows"] and duplicates == 0,
             "drain_s": None if drained is None else round(drained, 2),

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+
+# The fleet's objects are short-lived and free themselves (reference counts). With Python's default
+# thresholds the collector ran 2,400 times in a 200-booth benchmark, each time re-scanning the store's
+# backlog: 30% of the process's CPU. Larger young generations still reclaim the few cycles it makes.
+GC_THRESHOLDS = (100_000, 50, 100)
 
 
 def run_fleet(config_path: Path, store: Optional[str], port: Optional[int], log_level: str,
@@ -29,6 +35,8 @@ def run_fleet(config_path: Path, store: Optional[str], port: Optional[int], log_
     if port is not None:
         config.fleet.port = port
     service = FleetService(config)
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()  # what was made to start (modules, config) is never scanned again
 
     async def main() -> None:
         task = asyncio.create_task(service.serve(install_signals=True))

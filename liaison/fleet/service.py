@@ -26,6 +26,7 @@ refused with ``forbidden``). Without ``role`` the token decides; asking for
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -342,6 +343,7 @@ class FleetService:
             "tile_updates": self.model.updates,
             "dashboards": len(self.dashboards),
             "stored_seq": {n: t.stored_seq for n, t in self.model.tiles.items()},
+            "gc_collections": [generation["collections"] for generation in gc.get_stats()],
         }
 
 

@@ -293,22 +293,28 @@ class Store:
         # JSON text and is stored as that text: only COPY's own escapes are added.
         copy_lines = self.copy_lines
         esc, esc_bytes = _copy_text_value, _copy_bytes_value
+        heads: dict[tuple[str, str], bytes] = {}  # a booth session's first two COPY fields, escaped once
+        run_fields: dict[Any, bytes] = {}  # a run's COPY field, escaped once
         for item in batch:
             data = item.data
             run_id = data.get("run_id")
             key = (item.booth, item.session_id)
-            cursors[key] = max(cursors.get(key, 0), item.seq)
+            if item.seq > cursors.get(key, -1):
+                cursors[key] = item.seq
             if item.event == ROW_EVENT:  # stored as its rows only (the table keeps its seq)
                 first = int(data.get("first_row", 0))
                 sent = data.get("rows") or ()
                 if copy_lines:
-                    head = f"{esc(item.booth)}\t{esc(item.session_id)}\t{int(item.seq)}\t".encode()
-                    run = "\\N" if run_id is None else esc(str(run_id))
-                    tail = f"\t{run}\t".encode()
-                    when = repr(float(item.time)).encode()
-                    rows.extend([b"%b%d%b%d\t%b\t%b\n" % (head, idx, tail, first + idx, when,
-                                                           esc_bytes(row if row.__class__ is bytes else row_text(row)))
-                                 for idx, row in enumerate(sent)])
+                    head = heads.get(key)
+                    if head is None:
+                        head = heads[key] = f"{esc(item.booth)}\t{esc(item.session_id)}\t".encode()
+                    run = run_fields.get(run_id)
+                    if run is None:
+                        run = run_fields[run_id] = b"\\N" if run_id is None else esc(str(run_id)).encode()
+                    seq, when = int(item.seq), float(item.time)
+                    rows.extend([b"%b%d\t%d\t%b\t%d\t%r\t%b\n" % (
+                        head, seq, idx, run, first + idx, when,
+                        esc_bytes(row if row.__class__ is bytes else row_text(row))) for idx, row in enumerate(sent)])
                 else:
                     rows.extend([(item.booth, item.session_id, item.seq, idx, run_id, first + idx, item.time,
                                   row.decode() if row.__class__ is bytes else dumps(row))
@@ -349,13 +355,18 @@ class Store:
                 cur.executemany(self._sql(
                     f"UPDATE runs SET ended = %s, status = %s, outcome = %s, rows = %s, data_files = %s{self._cast()}, "
                     "error = %s WHERE booth = %s AND session_id = %s AND run_id = %s"), ends)
-            cur.executemany(self._sql(
-                "INSERT INTO booth_sessions (booth, session_id, last_seq, first_seen, last_seen) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (booth, session_id) DO UPDATE SET "
-                "last_seq = CASE WHEN booth_sessions.last_seq > excluded.last_seq "
-                "THEN booth_sessions.last_seq ELSE excluded.last_seq END, last_seen = excluded.last_seen"),
-                [(booth, session_id, seq, now, now) for (booth, session_id), seq in cursors.items()])
+            self._advance_cursors(cur, cursors, now)
         return len(rows)
+
+    _ADVANCE = ("ON CONFLICT (booth, session_id) DO UPDATE SET "
+                "last_seq = CASE WHEN booth_sessions.last_seq > excluded.last_seq "
+                "THEN booth_sessions.last_seq ELSE excluded.last_seq END, last_seen = excluded.last_seen")
+
+    def _advance_cursors(self, cur, cursors: dict[tuple[str, str], int], now: float) -> None:
+        """``booth_sessions.last_seq`` up to what this transaction stores (never back)."""
+        cur.executemany(self._sql("INSERT INTO booth_sessions (booth, session_id, last_seq, first_seen, last_seen) "
+                                  f"VALUES (%s, %s, %s, %s, %s) {self._ADVANCE}"),
+                        [(booth, session_id, seq, now, now) for (booth, session_id), seq in cursors.items()])
 
     def _cast(self) -> str:
         return ""
@@ -458,6 +469,13 @@ class PostgresStore(Store):
 
     def _cast(self) -> str:
         return "::json"
+
+    def _advance_cursors(self, cur, cursors: dict[tuple[str, str], int], now: float) -> None:
+        # One statement for every booth in the batch (a fleet's batch holds hundreds), not one each.
+        booths, sessions, seqs = zip(*((booth, session_id, seq) for (booth, session_id), seq in cursors.items()))
+        cur.execute("INSERT INTO booth_sessions (booth, session_id, last_seq, first_seen, last_seen) "
+                    "SELECT b, s, q, %s, %s FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS t (b, s, q) "
+                    f"{self._ADVANCE}", (now, now, list(booths), list(sessions), list(seqs)))
 
     def _transaction(self):
         return _PgTransaction(self.conn)
