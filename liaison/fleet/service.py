@@ -35,6 +35,7 @@ from dataclasses import asdict
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
@@ -196,8 +197,9 @@ class FleetService:
             names, dashboard.names = dashboard.names, set()
             alerts, dashboard.alerts = dashboard.alerts, []
             tiles = [self.model.tiles[n].public() for n in sorted(names)]
-            await dashboard.ws.send(json.dumps({"type": "update", "time": time.time(), "booths": tiles,
-                                                "alerts": alerts}))
+            # pydantic_core's encoder: a 200-booth update is several times cheaper than with json.dumps
+            await dashboard.ws.send(to_json({"type": "update", "time": time.time(), "booths": tiles,
+                                             "alerts": alerts}, fallback=str).decode())
             dashboard.sent += 1
 
     async def _handler(self, ws) -> None:
