@@ -19,7 +19,10 @@ are wrapped (on their classes, restored when the run ends):
 - buttons (``visual.ButtonStim``) and draggable stimuli found there too: the
   pointer goes to a point the stimulus ``contains`` (:mod:`session.pointer`)
   and pyglet's press handler runs, so the button's own ``isClicked`` and
-  ``Window.flip``'s ``doDragging`` see a press, as they would a real one.
+  ``Window.flip``'s ``doDragging`` see a press, as they would a real one;
+- ioHub eye tracking (:mod:`session.eyetracking`): SPACE on the calibration
+  screens ioHub's server shows, and gaze on regions of interest (``visual.ROI``),
+  as XTest events ioHub's own X recorder reads (:mod:`session.xinput`).
 
 Everything happens on the experiment's thread, inside calls the experiment
 makes anyway between two flips; nothing runs on another thread or in the
@@ -48,7 +51,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from . import pointer
+from . import eyetracking, pointer
 from .pointer import point_at
 
 RESPONSES_FILE = "simulated_responses.jsonl"
@@ -300,6 +303,8 @@ class Simulator:
         self._drag: Drag | None = None
         self._next_scan = 0.0
         self._names: dict[int, str] = {}  # id of a component object -> its name in the experiment
+        self._rois: list[tuple[str, Any]] = []  # regions of interest to look at (eye tracking)
+        self.eyetracking = eyetracking.Eyetracking(self)
 
     # lifecycle -------------------------------------------------------------------------
     def install(self) -> None:
@@ -346,6 +351,12 @@ class Simulator:
         from psychopy.visual.shape import BaseShapeStim
 
         self._draggable_class, self._board_classes = DraggingMixin, (ImageStim, BaseShapeStim, GratingStim)
+        from psychopy.visual.roi import ROI
+
+        self._roi_class = ROI
+        # ioHub's client is imported lazily, by launchHubServer in setupDevices, i.e. after this: importing
+        # it here (about 10 ms, before the run) lets the calibration's RPC be wrapped whatever comes later
+        eyetracking.wrap_setup_procedure(self.eyetracking, self._patch)
 
     def _patch(self, owner, name: str, replacement) -> None:
         self._patches.append((owner, name, owner.__dict__[name]))
@@ -359,6 +370,7 @@ class Simulator:
         if self._button_down is not None:  # leave no button held for the next run
             self._release_button()
         self._drag = None
+        self.eyetracking.close()
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -395,6 +407,8 @@ class Simulator:
             self._draggable(name, stim, now)
         for name, button in self._buttons:
             self._button(name, button, now)
+        for name, roi in self._rois:
+            self.eyetracking.look(name, roi, now)
 
     def _ratings_pending(self) -> bool:
         """Does a shown slider, form item or draggable stimulus still wait for its answer (or its drawn miss)?"""
@@ -419,8 +433,8 @@ class Simulator:
         return self._drag is not None
 
     def _scan(self, namespace: dict[str, Any]) -> None:
-        """The routine's response objects: sliders (also inside forms), buttons, draggable stimuli."""
-        sliders, buttons, texts, draggables, boards = [], [], [], [], []
+        """The routine's response objects: sliders (also inside forms), buttons, draggable stimuli, ROIs."""
+        sliders, buttons, texts, draggables, boards, rois = [], [], [], [], [], []
         seen: set[int] = set()
         # Builder's own names first: "thisComponent" (its loop over components) is an alias
         for name, value in sorted(namespace.items(), key=lambda item: item[0].startswith("this")):
@@ -438,13 +452,15 @@ class Simulator:
                         texts.append((f"{name}.{index}", control, value))
             elif isinstance(value, self._button_class):
                 buttons.append((name, value))
+            elif isinstance(value, self._roi_class):  # a ShapeStim, but looked at, not a board
+                rois.append((name, value))
             elif isinstance(value, self._draggable_class) and getattr(value, "win", None) is not None:
                 if getattr(value, "draggable", False):
                     draggables.append((name, value))
                 elif isinstance(value, self._board_classes):
                     boards.append(value)
         self._sliders, self._buttons, self._texts = sliders, buttons, texts
-        self._draggables, self._boards = draggables, boards
+        self._draggables, self._boards, self._rois = draggables, boards, rois
 
     def _component_name(self, frame, component, default: str) -> str:
         """The experiment's variable name for ``component`` (looked up once per object)."""

@@ -6,6 +6,15 @@ The demos are copied unmodified from the installed PsychoPy
 (sliders of every style, each routine ended by a "Done" button). Before the
 simulated click aimed at a point the button contains, both sat on their
 first routine until stopped.
+
+The eye-tracking demo (ioHub, MouseGaze) waits on input read in ioHub's own
+server process: SPACE on its calibration screens and gaze on a region of
+interest in each trial; the simulated participant gives both through XTest
+(:mod:`session.eyetracking`). PsychoPy 2026.2.5 cannot run that demo as
+shipped: its settings name the eye tracker by its label "MouseGaze", which
+the compiler writes as an ioHub device name ioHub does not know, so the
+tracker is None. The test copies it with the setting as Builder now stores
+it when MouseGaze is chosen (the backend key), and changes nothing else.
 """
 
 from __future__ import annotations
@@ -28,6 +37,9 @@ BUILDER_DEMOS = Path(__import__("psychopy").__file__).parent / "demos" / "builde
 BFI = BUILDER_DEMOS / "Experiments" / "BigFiveInventory"
 SLIDERS = BUILDER_DEMOS / "Feature Demos" / "sliders"
 DRAG = BUILDER_DEMOS / "Experiments" / "dragAndDrop"
+EYETRACKING = BUILDER_DEMOS / "Hardware" / "eyetracking"
+MOUSEGAZE_LABEL = 'val="MouseGaze" valType="str" updates="None" name="eyetracker"'
+MOUSEGAZE_KEY = 'val="eyetracker.hw.mouse.EyeTracker" valType="str" updates="None" name="eyetracker"'
 POLICY = {"seed": 3, "rt_mean": 0.2, "rt_sd": 0.05}
 
 
@@ -42,6 +54,12 @@ def session(tmp_path_factory):
         session.add_experiment("BigFiveInventory/BFI.psyexp", key="bfi")
         session.add_experiment("sliders/sliders.psyexp", key="sliders")
         session.add_experiment("dragAndDrop/drag_and_drop.psyexp", key="drag")
+        shutil.copytree(EYETRACKING, root / "eyetracking", ignore=shutil.ignore_patterns("data", "__pycache__"))
+        exp = root / "eyetracking" / "eyetracking.psyexp"
+        text = exp.read_text(encoding="utf-8")
+        assert text.count(MOUSEGAZE_LABEL) == 1
+        exp.write_text(text.replace(MOUSEGAZE_LABEL, MOUSEGAZE_KEY), encoding="utf-8")
+        session.add_experiment("eyetracking/eyetracking.psyexp", key="eyetracking")
         yield session
 
 
@@ -124,6 +142,29 @@ def test_drag_and_drop_demo_drags_both_squares_onto_the_grid_then_accepts(sessio
     # per trial: both drags, then Accept
     kinds = [r["kind"] for r in given]
     assert kinds == ["drag", "drag", "button"] * len(rows)
+
+
+def test_eyetracking_demo_calibrates_and_looks_at_every_target_through_iohub(session):
+    # the calibration screens wait for SPACE from ioHub's keyboard, each trial for 2.5 s of gaze in its ROI
+    result = run_bounded(session, "eyetracking", timeout=150, exp_info={"participant": "sim"}, seed=1,
+                         simulate=POLICY)
+    assert result.outcome == "completed", result.error
+    rows = read_csv(run_csv(result.data_dir))
+    trials = [row for row in rows if row.get("trials.thisN", "") != ""]
+    assert len(trials) == 5  # the demo's loop: 5 repeats
+    given = responses(result)
+    gazes = [r for r in given if r["kind"] == "gaze"]
+    assert [r["component"] for r in gazes] == ["roi"] * 5
+    for row, gaze in zip(trials, gazes):
+        # one look per trial, held until the experiment's own 2.5 s criterion ended the trial
+        assert row["roi.numLooks"] == "1"
+        assert float(row["roi.dwellTime"]) >= 2.5
+        # the look began once ioHub's MouseGaze sampled the moved pointer: after the drawn RT, soon after
+        on = json.loads(row["roi.timesOn"])[0]
+        assert gaze["rt"] <= on < gaze["rt"] + 0.5
+    # the calibration was answered by SPACE through ioHub (it returns only after the last screen's SPACE)
+    assert any(r["kind"] == "iohub_key" and r["response"] == "space" for r in given)
+    assert [row["key_resp.keys"] for row in rows if row.get("key_resp.keys")] == ["space"]
 
 
 @pytest.mark.parametrize("anchor", ["bottom-right", "top-left", "center"])
