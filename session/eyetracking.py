@@ -159,7 +159,10 @@ def wrap_setup_procedure(eyetracking: Eyetracking, patch) -> None:
     ``patch(owner, name, replacement)`` is the simulator's (restored after the run).
     Every other RPC (``getPos`` each frame) costs one string comparison more.
     """
-    from psychopy.iohub.client import DeviceRPC
+    try:
+        from psychopy.iohub.client import DeviceRPC
+    except ImportError:  # a PsychoPy without ioHub's client: no calibration to answer
+        return
 
     original = DeviceRPC.__call__
 

@@ -22,9 +22,8 @@ from typing import Any
 class XInput:
     """XTest input to the X display of one PsychoPy window; see :func:`for_window`."""
 
-    def __init__(self, display, window_id: int | None) -> None:
+    def __init__(self, display) -> None:
         self._display = display
-        self._window_id = window_id
 
     def key(self, name: str, down: bool) -> None:
         """Press (``down``) or release the key whose keysym is ``name`` (``space``, ``a``...), and flush."""
@@ -50,14 +49,6 @@ class XInput:
         screen = self._display.screen()
         return screen.width_in_pixels, screen.height_in_pixels
 
-    def window_origin(self) -> tuple[int, int]:
-        """Where the PsychoPy window's top-left pixel is on the root window."""
-        if self._window_id is None:
-            return 0, 0
-        window = self._display.create_resource_object("window", self._window_id)
-        where = window.translate_coords(self._display.screen().root, 0, 0)
-        return -where.x, -where.y  # translate_coords gives the root's origin in the window's coordinates
-
     def close(self) -> None:
         """Close our connection (the window's own is untouched)."""
         self._display.close()
@@ -80,5 +71,4 @@ def for_window(win: Any) -> XInput | None:
     if not opened.has_extension("XTEST"):
         opened.close()
         return None
-    window_id = getattr(handle, "_window", None)
-    return XInput(opened, int(window_id) if window_id else None)
+    return XInput(opened)
