@@ -45,6 +45,10 @@ KNOWN = {
     "panorama": "an interactive viewer that only Esc ends",
 }
 
+# Devices a demo names that a lab sets up under that name (Device Manager, or Liaison's add_device); the
+# survey sets up PsychoPy's own stand-in, as a lab without the hardware would to try the experiment.
+STAND_INS = {"demoButtonBox": "psychopy.hardware.button.KeyboardButtonBox"}
+
 
 def demo_root() -> Path:
     import importlib.util
@@ -66,6 +70,8 @@ def run_one(path: str, data_dir: str) -> dict:
     with Session(root, data_dir=data_dir, window={"size": [640, 480], "frame_rate": 60},
                  discover_experiments=False) as session:
         session.add_experiment(Path(path).name, key="demo")
+        for name, device_class in STAND_INS.items():
+            session.add_device(name, device_class).result()
         started = time.monotonic()
         try:
             result = session.run("demo", {"participant": "sim"}, seed=1, simulate=POLICY)

@@ -229,6 +229,7 @@ class Episode:
     released: bool = False
     response: Any = None
     flip: Any = None  # the window's last flip time when the episode began (see _flipped_since)
+    onset: float | None = None  # psychopy clock time of the first call after the onset flip (button boxes)
 
 
 def _flipped_since(episode: Episode, win) -> bool:
@@ -341,7 +342,16 @@ class Simulator:
                 sim._button_down.seen = True  # the component the click is for has read it
             return pressed
 
+        from psychopy.hardware import button as button_box
+
+        original_box = button_box.ButtonBox.getResponses
+
+        def box_get_responses(this, state=None, channel=None, clear=True):
+            sim._button_box(this, channel)
+            return original_box(this, state=state, channel=channel, clear=clear)
+
         self._patch(keyboard.Keyboard, "getKeys", kb_get_keys)
+        self._patch(button_box.ButtonBox, "getResponses", box_get_responses)
         self._patch(event, "getKeys", event_get_keys)
         self._patch(event.Mouse, "getPressed", get_pressed)
         self._slider_class, self._button_class, self._form_class = Slider, ButtonStim, Form
@@ -556,6 +566,61 @@ class Simulator:
         if press is not None and not episode.released and press.duration is None:
             press.duration = self.policy.hold
             episode.released = True
+
+    # button boxes ---------------------------------------------------------------------------
+    def _button_box(self, component, channels) -> None:
+        """A Builder button box component asks for presses: press one of its buttons when its RT has come.
+
+        The press and, ``hold`` later, the release go to the device's own
+        ``receiveMessage`` as ``ButtonResponse``s, the messages its
+        ``dispatchMessages`` makes of a real button's; their ``t`` is on the
+        component's clock (the device's timer is reset at the component's onset).
+        """
+        from psychopy.constants import STARTED
+
+        device = getattr(component, "device", None)
+        responses = getattr(component, "responses", None)
+        if getattr(component, "status", None) != STARTED or device is None or not isinstance(responses, list):
+            return
+        from psychopy import clock
+
+        now = clock.getTime()
+        frame = _caller_frame()
+        name = self._component_name(frame, component, "buttonBox")
+        episode = self._episode(id(component), name, responses, now)  # Builder makes the list anew each onset
+        if episode.delivered:
+            self._release_box(episode, device, now)
+            return
+        if not _flipped_since(episode, eyetracking.open_window()):
+            return  # the onset flip (which resets the device's timer) may still be to come
+        if episode.onset is None:
+            episode.onset = now
+        decision = episode.decision
+        if channels is not None and not isinstance(channels, (list, tuple)):
+            channels = [channels]
+        allowed = [str(c) for c in (channels or range(int(getattr(device, "channels", 1) or 1)))]
+        correct_answer = self._correct_answer(name, frame)
+        answer = _choose_key(allowed, None, correct_answer, decision)
+        if answer is None:
+            self._record(episode, "button_box", None, None, correct_answer)
+            return
+        if now - episode.onset < decision.rt:
+            return
+        from psychopy.hardware.button import ButtonResponse
+
+        channel = int(answer)
+        device.receiveMessage(ButtonResponse(t=decision.rt, value=True, channel=channel))
+        episode.response = channel
+        self._record(episode, "button_box", channel, decision.rt, correct_answer)
+
+    def _release_box(self, episode: Episode, device, now: float) -> None:
+        if episode.response is None or episode.released or now - episode.onset < episode.decision.rt + self.policy.hold:
+            return
+        from psychopy.hardware.button import ButtonResponse
+
+        device.receiveMessage(ButtonResponse(t=episode.decision.rt + self.policy.hold, value=False,
+                                             channel=episode.response))
+        episode.released = True
 
     def _event_keys(self, key_list) -> None:
         """``event.getKeys`` from a code component or script: a key into pyglet's buffer."""

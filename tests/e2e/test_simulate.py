@@ -109,9 +109,20 @@ def test_mouse_and_slider_experiment_completes(session):
         assert 0.1 <= float(row["mouse.time"].strip("[]")) < 0.1 + 0.2  # read at the first poll after 100 ms
 
 
+def test_the_bundled_stroop_answers_every_trial_with_the_default_policy(session):
+    """`liaison run ... stroop_lite --simulate` as the README shows it: a participant, not a string of misses
+    (its response window was 0.3 s, shorter than the default policy's RTs, 0.45 s on average)."""
+    result = run_bounded(session, "stroop_lite", seed=5, simulate={})
+    assert result.outcome == "completed", result.error
+    rows = trial_rows(result, "corrAns")
+    given = responses(result)
+    assert len(rows) == 8 and all(row["key_resp.keys"] in ("left", "down", "right") for row in rows)
+    assert [float(row["key_resp.rt"]) for row in rows] == pytest.approx([r["rt"] for r in given], abs=0.02)
+
+
 def test_misses_leave_trials_unanswered(session):
     result = run_bounded(session, "stroop_lite", seed=4,
-                         simulate={"p_miss": 1.0, "rt_mean": 0.1})  # stroop_lite's trials time out after 0.3 s
+                         simulate={"p_miss": 1.0, "rt_mean": 0.1})  # stroop_lite's trials time out after 0.8 s
     assert result.outcome == "completed", result.error
     rows = trial_rows(result, "corrAns")
     assert rows and all(row["key_resp.keys"] == "None" for row in rows)

@@ -38,6 +38,7 @@ BFI = BUILDER_DEMOS / "Experiments" / "BigFiveInventory"
 SLIDERS = BUILDER_DEMOS / "Feature Demos" / "sliders"
 DRAG = BUILDER_DEMOS / "Experiments" / "dragAndDrop"
 EYETRACKING = BUILDER_DEMOS / "Hardware" / "eyetracking"
+BUTTON_BOX = BUILDER_DEMOS / "Feature Demos" / "buttonBox"
 MOUSEGAZE_LABEL = 'val="MouseGaze" valType="str" updates="None" name="eyetracker"'
 MOUSEGAZE_KEY = 'val="eyetracker.hw.mouse.EyeTracker" valType="str" updates="None" name="eyetracker"'
 POLICY = {"seed": 3, "rt_mean": 0.2, "rt_sd": 0.05}
@@ -60,6 +61,8 @@ def session(tmp_path_factory):
         assert text.count(MOUSEGAZE_LABEL) == 1
         exp.write_text(text.replace(MOUSEGAZE_LABEL, MOUSEGAZE_KEY), encoding="utf-8")
         session.add_experiment("eyetracking/eyetracking.psyexp", key="eyetracking")
+        shutil.copytree(BUTTON_BOX, root / "buttonBox", ignore=shutil.ignore_patterns("data", "__pycache__"))
+        session.add_experiment("buttonBox/buttonBoxDemo.psyexp", key="buttonbox")
         yield session
 
 
@@ -165,6 +168,24 @@ def test_eyetracking_demo_calibrates_and_looks_at_every_target_through_iohub(ses
     # the calibration was answered by SPACE through ioHub (it returns only after the last screen's SPACE)
     assert any(r["kind"] == "iohub_key" and r["response"] == "space" for r in given)
     assert [row["key_resp.keys"] for row in rows if row.get("key_resp.keys")] == ["space"]
+
+
+def test_button_box_demo_presses_a_button_of_the_lab_s_box_then_ends_with_its_key(session):
+    """The demo's box is whatever the lab set up under its name: here PsychoPy's keyboard-emulated one."""
+    session.add_device("demoButtonBox", "psychopy.hardware.button.KeyboardButtonBox").result(timeout=30)
+    try:
+        # seed 2 draws the box's RT (0.200 s) before the ending key's (0.232 s): the press comes first
+        result = run_bounded(session, "buttonbox", exp_info={"participant": "sim"}, seed=2, simulate=POLICY)
+    finally:
+        session.remove_device("demoButtonBox").result(timeout=30)
+    assert result.outcome == "completed", result.error
+    given = responses(result)
+    (pressed,) = [r for r in given if r["kind"] == "button_box"]
+    assert pressed["component"] == "buttonBox" and pressed["response"] in range(8)  # the box's 8 buttons
+    (row,) = [row for row in read_csv(run_csv(result.data_dir)) if "buttonBox.buttons" in row]
+    # the component read the press from its device, as Builder's code does with a real box's
+    assert row["buttonBox.buttons"] == str(pressed["response"])
+    assert [r["component"] for r in given if r["kind"] == "key"] == ["ender"]
 
 
 @pytest.mark.parametrize("anchor", ["bottom-right", "top-left", "center"])
