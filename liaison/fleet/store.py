@@ -520,11 +520,6 @@ def _copy_text_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def _copy_bytes_value(value: bytes) -> bytes:
-    # The same, on UTF-8 text as bytes (five times faster than on str: a row's JSON text stays bytes).
-    return value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
-
-
 # One lookup by exact type per value (a row has 7 or 8 of them, 20,000 rows a second at full load).
 _COPY_FORMAT: dict[type, Callable[[Any], str]] = {
     str: _copy_text_value,
