@@ -69,7 +69,9 @@ def test_a_raising_plugin_is_reported_the_run_completes_and_a_slow_hook_shows_in
     record = end.data["plugins"]
     assert record["raising"]["errors"] == 10 and record["raising"]["disabled"] is True
     slow = record["slow"]
-    assert slow["over_budget"] == n_trials and slow["over_by_hook"] == {"trial_started": n_trials}
+    # every trial start went over; a hook that does nothing can too, once, when the VM preempts the thread
+    assert slow["over_by_hook"]["trial_started"] == n_trials
+    assert slow["over_budget"] == sum(slow["over_by_hook"].values())
     assert slow["budget_ms"] == 1.0 and slow["max_ms"] >= 4.0 and slow["slowest_hook"] == "trial_started"
     hello = record["hello"]
     assert hello["errors"] == 0 and hello["calls"] > 100  # every flip of the run, plus its routines
